@@ -1,0 +1,1 @@
+"""RecLens app."""

@@ -1,0 +1,6 @@
+"""Data layer: files in, one prepared :class:`~data.dataset.Dataset` out, plus seeded splits."""
+
+from data.dataset import Dataset, SyntheticTruth
+from data.errors import DataError, DownloadError, ReclensError
+
+__all__ = ["Dataset", "SyntheticTruth", "DataError", "DownloadError", "ReclensError"]

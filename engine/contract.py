@@ -1,0 +1,99 @@
+"""The model contract every recommender follows.
+
+A recommender is a torch module mapping a batch of user interaction vectors
+``x`` (float, [batch, n_items], values in [0, 1]) to item scores [batch, n_items],
+differentiable in ``x``. Because the user side is always computed from ``x``, any history,
+including an edited what-if one, is scorable without retraining, and every model can be
+explained by path integration over ``x``.
+
+Each model declares:
+
+- ``link``: how scores become probabilities for explanation (``softmax`` over items for
+  multinomial models, ``sigmoid`` for pointwise ones, ``identity`` for linear ones);
+- ``item_embeddings()`` [n_items, d] and ``user_embeddings(x)`` [batch, d] for projection;
+- either ``fit(train)`` (closed form, ``trainable = False``) or ``loss(x, ctx)`` (gradient
+  training by :mod:`engine.train`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+Link = Literal["softmax", "sigmoid", "identity"]
+
+
+@dataclass
+class LossContext:
+    """What a model's ``loss`` may need beyond the batch.
+
+    ``generator``: seeded torch generator on the model's device for sampling (negatives,
+    dropout masks are drawn through torch's global seed); ``step``: number of optimiser steps
+    taken so far; ``total_steps``: planned steps over all epochs (for annealing);
+    ``train``: the whole training matrix [n_users, n_items] (CSR) for models that sample
+    from it; ``users``: the batch's user indices [batch] (long tensor).
+    """
+
+    generator: torch.Generator
+    step: int
+    total_steps: int
+    train: sp.csr_matrix
+    users: Tensor
+
+
+class Recommender(nn.Module):
+    """Base class: subclasses set ``name``, ``link``, ``trainable`` and implement ``forward``.
+
+    ``hparams`` holds the constructor's keyword arguments so a run can rebuild the model as
+    ``cls(n_items=n_items, **hparams)`` and load its state dict.
+    """
+
+    name: ClassVar[str]
+    link: ClassVar[Link]
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, n_items: int, **hparams: Any) -> None:
+        super().__init__()
+        self.n_items = n_items
+        self.hparams = hparams
+
+    # -- scoring ---------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Scores [batch, n_items] for histories ``x`` [batch, n_items]."""
+        raise NotImplementedError
+
+    def probability(self, scores: Tensor) -> Tensor:
+        """Apply the declared output link to ``scores`` [batch, n_items]."""
+        if self.link == "softmax":
+            return torch.softmax(scores, dim=-1)
+        if self.link == "sigmoid":
+            return torch.sigmoid(scores)
+        return scores
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    # -- embeddings ------------------------------------------------------------------------
+    def item_embeddings(self) -> Tensor | None:
+        """Learned item factors [n_items, d], or None for models without them."""
+        return None
+
+    def user_embeddings(self, x: Tensor) -> Tensor | None:
+        """User factors [batch, d] computed from histories ``x``, or None."""
+        return None
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(self, train: sp.csr_matrix) -> None:  # pragma: no cover - abstract
+        """Closed-form fit on the training matrix [n_users, n_items] (non-trainable models)."""
+        raise NotImplementedError
+
+    def loss(self, x: Tensor, ctx: LossContext) -> Tensor:  # pragma: no cover - abstract
+        """Training loss (scalar) for a batch of histories ``x`` [batch, n_items]."""
+        raise NotImplementedError
