@@ -138,13 +138,17 @@ class Dataset:
         users = _normalise_users(users)
         for col, table, n in (("user", users, users.height), ("item", items, items.height)):
             if interactions.height and int(interactions[col].max()) >= n:
-                raise DataError(f"{name}: interaction {col} index out of range (table has {n} rows)")
+                raise DataError(
+                    f"{name}: interaction {col} index out of range (table has {n} rows)"
+                )
             if not table[col].equals(pl.Series(col, np.arange(n), dtype=pl.UInt32)):
                 raise DataError(f"{name}: {col} table must be indexed 0..{n - 1} in order")
         parts = kwargs.pop("parts", None)
         if parts is not None:
             parts = {k: normalise_interactions(v) for k, v in parts.items()}
-        return cls(name=name, interactions=interactions, items=items, users=users, parts=parts, **kwargs)
+        return cls(
+            name=name, interactions=interactions, items=items, users=users, parts=parts, **kwargs
+        )
 
 
 def normalise_interactions(frame: pl.DataFrame) -> pl.DataFrame:
