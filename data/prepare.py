@@ -119,7 +119,7 @@ def _remap(kept: np.ndarray, n: int) -> np.ndarray:
 
 
 def _take(table: pl.DataFrame, col: str, kept: np.ndarray) -> pl.DataFrame:
-    return table.filter(pl.col(col).is_in(pl.Series(kept, dtype=pl.UInt32))).with_columns(
+    return table.select(pl.all().gather(kept)).with_columns(
         pl.Series(col, np.arange(kept.shape[0]), dtype=pl.UInt32)
     )
 
