@@ -2,5 +2,6 @@
 
 from data.dataset import Dataset, SyntheticTruth
 from data.errors import DataError, DownloadError, ReclensError
+from data.loaders import load
 
-__all__ = ["Dataset", "SyntheticTruth", "DataError", "DownloadError", "ReclensError"]
+__all__ = ["Dataset", "SyntheticTruth", "DataError", "DownloadError", "ReclensError", "load"]
