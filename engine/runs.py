@@ -1,0 +1,674 @@
+"""Run artifacts: one folder per trained model, written atomically, read back safely.
+
+A run folder (by default ``$RECLENS_HOME/runs/<dataset>/<model>-<UTC timestamp>``) holds:
+
+- ``config.json``: dataset source and load options, preparation options, split protocol,
+  ratios and seed, model name and hyper-parameters, training settings, library versions,
+  device and the data fingerprint (see :func:`fingerprint`);
+- ``model.safetensors``: the model's state dict (never pickle);
+- ``metrics.json``: test and valid means, seconds, training history;
+- ``per_user_metrics.parquet``: ``user``, ``raw_id`` and one column per ``metric@K``;
+- ``recommendations.parquet``: the top-100 of every evaluated test user with the test-time
+  mask: ``user``, ``raw_id``, ``rank`` (1..100), ``item``, ``item_raw_id``, ``score``;
+- ``item_embeddings.parquet`` / ``user_embeddings.parquet``: ``index``, ``raw_id`` and
+  ``vector`` (a fixed-size list column, ``Array(Float32, d)``), see :func:`representations`;
+- ``.complete``: a JSON manifest (size and SHA-256 of every file above), written last.
+
+:func:`save_run` writes everything into a hidden temporary sibling folder and renames it into
+place only when complete, so an interrupted run never leaves a folder that looks finished.
+:func:`load_run` checks the manifest and turns every problem (missing folder, missing,
+truncated or tampered file, invalid JSON, safetensors header error, shape mismatch) into a
+one-line :class:`~data.errors.ReclensError`; nothing in a run folder is ever executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from data.dataset import Dataset
+from data.errors import ReclensError
+from data.paths import reclens_home
+from data.splits import Split
+from engine.contract import Recommender
+from engine.evaluate import dense_rows, top_k
+
+CONFIG = "config.json"
+METRICS = "metrics.json"
+MODEL = "model.safetensors"
+PER_USER = "per_user_metrics.parquet"
+RECOMMENDATIONS = "recommendations.parquet"
+ITEM_EMBEDDINGS = "item_embeddings.parquet"
+USER_EMBEDDINGS = "user_embeddings.parquet"
+COMPLETE = ".complete"
+ARTIFACTS: tuple[str, ...] = (
+    CONFIG,
+    METRICS,
+    MODEL,
+    PER_USER,
+    RECOMMENDATIONS,
+    ITEM_EMBEDDINGS,
+    USER_EMBEDDINGS,
+)
+RECOMMENDATIONS_K = 100
+MAX_EMBEDDING_DIMS = 2048
+"""Non-learned representations wider than this are compressed (see :func:`representations`)."""
+COMPRESSED_DIMS = 256
+FORMAT_VERSION = 1
+
+
+class RunError(ReclensError):
+    """A run folder is missing, incomplete, corrupted or does not match its data."""
+
+
+# -- locations ---------------------------------------------------------------------------------
+def runs_root() -> Path:
+    """Default folder of all runs: ``$RECLENS_HOME/runs`` (not created here)."""
+    return reclens_home() / "runs"
+
+
+def slug(text: str) -> str:
+    """``text`` made safe as one path component (letters, digits, ``.``, ``_``, ``-``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return cleaned or "run"
+
+
+def utc_stamp(now: datetime | None = None) -> str:
+    """A UTC timestamp usable in a folder name, e.g. ``20250101T120000Z``."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+# -- data fingerprint --------------------------------------------------------------------------
+def fingerprint(dataset: Dataset, split: Split) -> dict[str, Any]:
+    """What identifies the data a run was trained on.
+
+    ``n_users``, ``n_items``, ``nnz`` (interactions of the prepared dataset), ``train_nnz`` and
+    ``train_sha256``: SHA-256 of the training matrix's ``indptr`` and sorted ``indices`` (as
+    little-endian int64), so any change in who is in train is noticed.
+    """
+    train = split.train if split.train.has_sorted_indices else split.train.sorted_indices()
+    digest = hashlib.sha256()
+    digest.update(np.asarray(train.shape, dtype="<i8").tobytes())
+    digest.update(train.indptr.astype("<i8").tobytes())
+    digest.update(train.indices.astype("<i8").tobytes())
+    return {
+        "n_users": int(dataset.n_users),
+        "n_items": int(dataset.n_items),
+        "nnz": int(dataset.n_interactions),
+        "train_nnz": int(train.nnz),
+        "train_sha256": digest.hexdigest(),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of torch, numpy, polars and reclens (``unknown`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        reclens = version("reclens")
+    except PackageNotFoundError:
+        reclens = "unknown"
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "polars": pl.__version__,
+        "reclens": reclens,
+    }
+
+
+# -- representations ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors of items or users.
+
+    ``index``: int64 [n] (item or user indices); ``raw_id``: str [n]; ``vectors``: float32
+    [n, d]; ``kind``: ``learned`` (the model's own factors), ``item-item`` (columns of the
+    model's item-item weights) or ``interactions`` (columns of the training matrix); ``note``:
+    how they were obtained, in words.
+    """
+
+    index: np.ndarray
+    raw_id: np.ndarray
+    vectors: np.ndarray
+    kind: str
+    note: str = ""
+
+    def table(self) -> pl.DataFrame:
+        """``index`` (Int64), ``raw_id`` (String), ``vector`` (Array(Float32, d))."""
+        return pl.DataFrame(
+            {
+                "index": pl.Series("index", self.index.astype(np.int64)),
+                "raw_id": pl.Series("raw_id", self.raw_id.astype(str), dtype=pl.String),
+                "vector": pl.Series("vector", np.ascontiguousarray(self.vectors, np.float32)),
+            }
+        )
+
+
+@torch.no_grad()
+def representations(
+    model: Recommender, dataset: Dataset, split: Split, batch_size: int = 1024
+) -> tuple[Embeddings, Embeddings]:
+    """Item vectors [n_items, d] and user vectors [n_users with a train item, d].
+
+    Models with learned factors give ``model.item_embeddings()`` and
+    ``model.user_embeddings(x)`` for each user's train row ``x`` (when a model has item but no
+    user factors, a user is the mean of their train items' factors).
+
+    Models without learned item factors (pop, itemknn, ease) are described by what they
+    score with, in the same space for items and users:
+
+    - ``item-item``: when scoring single-item histories gives different rows (itemknn, ease:
+      scores = x @ W), the item-item weights W [n_items, n_items] are read from the model by
+      scoring the one-hot histories, and item j is the column W[:, j] (which items push j
+      up); a user is their train row projected through them, x @ W^T;
+    - ``interactions``: otherwise (pop, whose scores do not depend on the history), item j is
+      the column j of the training matrix X [n_users, n_items] (who interacted with it), and
+      a user is x @ X^T (how many items they share with every user).
+
+    When such a representation is wider than :data:`MAX_EMBEDDING_DIMS` columns (large
+    catalogues), items and users are projected on the top :data:`COMPRESSED_DIMS` right
+    singular vectors of the item matrix (seeded randomized SVD), which keeps the inner
+    products approximately and the files small; ``note`` says so.
+    """
+    device = model.device
+    item_raw = dataset.item_raw_ids
+    user_raw = dataset.user_raw_ids
+    users = np.flatnonzero(np.diff(split.train.indptr) > 0).astype(np.int64)
+    items_index = np.arange(split.n_items, dtype=np.int64)
+    learned = model.item_embeddings()
+    if learned is not None:
+        item_vec = learned.detach().float().cpu().numpy()
+        parts = []
+        for lo in range(0, len(users), batch_size):
+            x = dense_rows(split.train, users[lo : lo + batch_size], device)
+            u = model.user_embeddings(x)
+            if u is None:
+                u = (x @ learned.detach().float()) / x.sum(1, keepdim=True).clamp(min=1.0)
+            parts.append(u.detach().float().cpu().numpy())
+        user_vec = np.concatenate(parts) if parts else np.zeros((0, item_vec.shape[1]), np.float32)
+        note = "the model's learned factors"
+        return (
+            Embeddings(items_index, item_raw, item_vec.astype(np.float32), "learned", note),
+            Embeddings(users, user_raw[users], user_vec.astype(np.float32), "learned", note),
+        )
+
+    weights = _item_item_weights(model, batch_size)
+    if weights is not None:
+        basis, kind = weights.T.copy(), "item-item"  # row j = column j of W
+        note = "columns of the model's item-item weights; users x @ W^T"
+    else:
+        fit = split.fit_matrix()
+        basis, kind = np.asarray(fit.T.todense(), dtype=np.float32), "interactions"
+        note = "columns of the training matrix; users x @ X^T"
+    item_vec = basis
+    user_vec = np.asarray(split.train[users] @ basis, dtype=np.float32)
+    if basis.shape[1] > MAX_EMBEDDING_DIMS:
+        proj = _top_right_singular_vectors(basis, COMPRESSED_DIMS)
+        item_vec, user_vec = basis @ proj, user_vec @ proj
+        note += f", compressed to {COMPRESSED_DIMS} SVD dimensions"
+    return (
+        Embeddings(items_index, item_raw, item_vec.astype(np.float32), kind, note),
+        Embeddings(users, user_raw[users], user_vec.astype(np.float32), kind, note),
+    )
+
+
+def _item_item_weights(model: Recommender, batch_size: int) -> np.ndarray | None:
+    """Scores of every one-hot history, W [n_items, n_items], or None when rows are all equal."""
+    device = model.device
+    n = model.n_items
+    rows = []
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        x = torch.zeros(hi - lo, n, device=device)
+        x[torch.arange(hi - lo, device=device), torch.arange(lo, hi, device=device)] = 1.0
+        rows.append(model(x).detach().float().cpu().numpy())
+    weights = np.concatenate(rows)
+    if not np.all(np.isfinite(weights)):
+        weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
+    if np.allclose(weights, weights[:1], rtol=1e-6, atol=1e-8):
+        return None
+    return weights
+
+
+def _top_right_singular_vectors(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Top-``k`` right singular vectors [d, k] of ``matrix`` [n, d] (seeded, sign-fixed)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _, _, v = torch.svd_lowrank(tensor, q=min(k + 10, *tensor.shape), niter=4)
+    v = v[:, :k].numpy()
+    signs = np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
+    return (v * np.where(signs == 0, 1.0, signs)).astype(np.float32)
+
+
+@torch.no_grad()
+def recommendations(
+    model: Recommender, dataset: Dataset, split: Split, k: int = RECOMMENDATIONS_K
+) -> pl.DataFrame:
+    """Top-``k`` of every evaluated test user, train and valid items masked.
+
+    Columns: ``user`` (Int64), ``raw_id`` (String), ``rank`` (Int32, 1..k), ``item`` (Int64),
+    ``item_raw_id`` (String), ``score`` (Float32); masked (``-inf``) slots are dropped, so a
+    user with fewer than ``k`` candidates has fewer rows.
+    """
+    users = split.eval_users("test")
+    k = min(k, split.n_items)
+    items, scores = top_k(model, split.train, users, k, split.mask("test"))
+    keep = np.isfinite(scores).ravel()
+    user_col = np.repeat(users, k)[keep]
+    item_col = items.ravel()[keep].astype(np.int64)
+    return pl.DataFrame(
+        {
+            "user": pl.Series(user_col, dtype=pl.Int64),
+            "raw_id": pl.Series(dataset.user_raw_ids[user_col].astype(str), dtype=pl.String),
+            "rank": pl.Series(np.tile(np.arange(1, k + 1), len(users))[keep], dtype=pl.Int32),
+            "item": pl.Series(item_col, dtype=pl.Int64),
+            "item_raw_id": pl.Series(dataset.item_raw_ids[item_col].astype(str), dtype=pl.String),
+            "score": pl.Series(scores.ravel()[keep].astype(np.float32), dtype=pl.Float32),
+        }
+    )
+
+
+# -- saving ------------------------------------------------------------------------------------
+def state_tensors(model: Recommender) -> dict[str, torch.Tensor]:
+    """The model's state dict as dense, contiguous, unshared CPU tensors (safetensors-ready)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach()
+        if t.is_sparse or t.layout != torch.strided:
+            t = t.to_dense()
+        out[name] = t.to("cpu").contiguous().clone()
+    return out
+
+
+def to_json(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays, tuples, paths and non-finite floats made JSON-safe."""
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    if isinstance(value, np.generic):
+        return to_json(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.device):
+        return str(value)
+    return value
+
+
+def save_run(
+    model: Recommender,
+    dataset: Dataset,
+    split: Split,
+    *,
+    config: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    per_user: pl.DataFrame,
+    root: str | Path | None = None,
+    run_dir: str | Path | None = None,
+) -> Path:
+    """Write a complete run folder and return its path.
+
+    ``config`` needs at least ``model``, ``hparams`` and ``dataset`` (a mapping with ``name``);
+    ``metrics``: test/valid means, seconds, history; ``per_user``: the test per-user table
+    (``user`` + metric columns; ``raw_id`` is added). The folder is ``run_dir`` when given
+    (it must not exist yet), else ``<root>/<dataset>/<model>-<UTC timestamp>`` under ``root``
+    (default :func:`runs_root`), with ``-2``, ``-3``... added when that name is taken.
+    Everything is written to a hidden temporary sibling first and renamed at the end.
+    """
+    for key in ("model", "hparams", "dataset"):
+        if key not in config:
+            raise RunError(f"run config is missing {key!r}")
+    if run_dir is not None:
+        final = Path(run_dir).expanduser()
+        if final.exists():
+            raise RunError(f"{final}: run folder already exists")
+    else:
+        base = Path(root).expanduser() if root is not None else runs_root()
+        final = base / slug(config["dataset"]["name"]) / f"{slug(config['model'])}-{utc_stamp()}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        items, users = representations(model, dataset, split)
+        full_config = {
+            **config,
+            "format": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "n_items": int(model.n_items),
+            "embeddings": {"kind": items.kind, "note": items.note, "dims": items.vectors.shape[1]},
+        }
+        _write_json(tmp / CONFIG, full_config)
+        _write_json(tmp / METRICS, metrics)
+        save_file(state_tensors(model), str(tmp / MODEL), metadata={"model": str(config["model"])})
+        raw = pl.Series("raw_id", dataset.user_raw_ids[per_user["user"].to_numpy()].astype(str))
+        per_user.clone().insert_column(1, raw).write_parquet(tmp / PER_USER)
+        recommendations(model, dataset, split).write_parquet(tmp / RECOMMENDATIONS)
+        items.table().write_parquet(tmp / ITEM_EMBEDDINGS)
+        users.table().write_parquet(tmp / USER_EMBEDDINGS)
+        manifest = {name: _file_entry(tmp / name) for name in ARTIFACTS}
+        _write_json(tmp / COMPLETE, {"format": FORMAT_VERSION, "files": manifest})
+        return _rename_into_place(tmp, final, explicit=run_dir is not None)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _rename_into_place(tmp: Path, final: Path, explicit: bool) -> Path:
+    for attempt in range(1, 1000):
+        target = final if attempt == 1 else final.with_name(f"{final.name}-{attempt}")
+        if target.exists():
+            if explicit:
+                raise RunError(f"{target}: run folder already exists")
+            continue
+        try:
+            os.rename(tmp, target)
+        except OSError:  # another process took the name between the check and the rename
+            if explicit:
+                raise
+            continue
+        return target
+    raise RunError(f"{final}: could not find a free run folder name")
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(to_json(value), indent=2, allow_nan=False) + "\n")
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- loading -----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """A saved run: its folder, config and metrics, and the restored model (eval mode)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    model: Recommender
+    _manifest: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The model's registry name."""
+        return str(self.config["model"])
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's name."""
+        return str(self.config["dataset"]["name"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("split", {}).get("seed", 0))
+
+    def per_user_metrics(self) -> pl.DataFrame:
+        """Test metrics per evaluated user: ``user``, ``raw_id``, ``recall@10``, ..."""
+        return read_table(self.path, PER_USER, self._manifest)
+
+    def recommendations(self) -> pl.DataFrame:
+        """Top-100 per evaluated test user (see :func:`recommendations`)."""
+        return read_table(self.path, RECOMMENDATIONS, self._manifest)
+
+    def item_embeddings(self) -> Embeddings:
+        """Item vectors [n_items, d] as saved (see :func:`representations`)."""
+        return read_embeddings(self.path, "items", self._manifest, self.config)
+
+    def user_embeddings(self) -> Embeddings:
+        """User vectors [n_users with a train item, d] as saved."""
+        return read_embeddings(self.path, "users", self._manifest, self.config)
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The ``{file name: {"bytes", "sha256"}}`` manifest of a complete run folder."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise RunError(f"{folder}: no such run folder")
+    marker = folder / COMPLETE
+    if not marker.is_file():
+        raise RunError(f"{folder}: not a complete run (no {COMPLETE} marker; interrupted?)")
+    files = read_json(marker).get("files")
+    if not isinstance(files, dict):
+        raise RunError(f"{marker}: manifest has no file list")
+    return files
+
+
+def read_table(
+    folder: str | Path, name: str, manifest: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
+    """The parquet artifact ``name`` of a run folder, checked against the manifest."""
+    folder = Path(folder).expanduser()
+    manifest = read_manifest(folder) if manifest is None else manifest
+    path = folder / name
+    _verify(path, manifest.get(name))
+    try:
+        return pl.read_parquet(path)
+    except Exception as err:  # polars raises several types for a damaged file
+        raise RunError(f"{path}: unreadable parquet file ({_short(err)})") from err
+
+
+def read_embeddings(
+    folder: str | Path,
+    kind: str,
+    manifest: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Embeddings:
+    """Saved ``kind`` (``items`` or ``users``) vectors of a run folder, without the model."""
+    if kind not in ("items", "users"):
+        raise RunError(f"unknown embedding kind {kind!r}: use items or users")
+    folder = Path(folder).expanduser()
+    name = ITEM_EMBEDDINGS if kind == "items" else USER_EMBEDDINGS
+    frame = read_table(folder, name, manifest)
+    path = folder / name
+    if not {"index", "raw_id", "vector"} <= set(frame.columns):
+        raise RunError(f"{path}: expected columns index, raw_id, vector")
+    vectors = frame["vector"].to_numpy()
+    if vectors.ndim != 2:
+        raise RunError(f"{path}: column vector is not a fixed-size vector column")
+    info = (config if config is not None else read_json(folder / CONFIG)).get("embeddings", {})
+    return Embeddings(
+        frame["index"].to_numpy().astype(np.int64),
+        frame["raw_id"].to_numpy().astype(str),
+        vectors.astype(np.float32, copy=False),
+        str(info.get("kind", "")),
+        str(info.get("note", "")),
+    )
+
+
+Factory = Callable[..., Recommender]
+
+
+def load_run(
+    path: str | Path, device: str | torch.device = "cpu", factory: Factory | None = None
+) -> Run:
+    """Read the run folder ``path`` and restore its model on ``device``.
+
+    The model is rebuilt as ``factory(name, n_items, **hparams)`` (default
+    :func:`engine.registry.create`) and given the saved state dict, so it scores exactly as
+    when it was saved. Every problem raises :class:`RunError` (a ReclensError) naming the file.
+    """
+    folder = Path(path).expanduser()
+    manifest = read_manifest(folder)
+    for name in (CONFIG, METRICS, MODEL):
+        _verify(folder / name, manifest.get(name))
+    config = read_json(folder / CONFIG)
+    metrics = read_json(folder / METRICS)
+    model = _restore_model(folder, config, torch.device(device), factory)
+    return Run(path=folder, config=config, metrics=metrics, model=model, _manifest=manifest)
+
+
+def _restore_model(
+    folder: Path, config: dict[str, Any], device: torch.device, factory: Factory | None
+) -> Recommender:
+    cfg_path = folder / CONFIG
+    name, hparams, n_items = config.get("model"), config.get("hparams"), config.get("n_items")
+    if not isinstance(name, str) or not isinstance(hparams, dict) or not isinstance(n_items, int):
+        raise RunError(f"{cfg_path}: needs model (string), hparams (object), n_items (integer)")
+    if factory is None:
+        from engine import registry
+
+        factory = registry.create
+    try:
+        model = factory(name, n_items, **hparams)
+    except ReclensError as err:
+        raise RunError(f"{cfg_path}: {err}") from err
+    except (TypeError, ValueError, KeyError) as err:
+        raise RunError(f"{cfg_path}: cannot rebuild model {name!r} ({_short(err)})") from err
+    model_path = folder / MODEL
+    try:
+        state = load_file(str(model_path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise RunError(f"{model_path}: unreadable safetensors file ({_short(err)})") from err
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and tuple(expected[key].shape) != tuple(tensor.shape):
+            raise RunError(
+                f"{model_path}: tensor {key} has shape {tuple(tensor.shape)}, "
+                f"model {name} expects {tuple(expected[key].shape)}"
+            )
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise RunError(
+            f"{model_path}: state does not match model {name} "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise RunError(f"{model_path}: cannot load state ({_short(err)})") from err
+    return model.to(device).eval()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; :class:`RunError` when missing or invalid."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as err:
+        raise RunError(f"{path}: missing") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunError(f"{path}: unreadable ({_short(err)})") from err
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RunError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}") from err
+    if not isinstance(value, dict):
+        raise RunError(f"{path}: expected a JSON object")
+    return value
+
+
+def _verify(path: Path, entry: Any) -> None:
+    """Check ``path`` against its manifest ``entry`` (size, then SHA-256)."""
+    if not path.is_file():
+        raise RunError(f"{path}: missing")
+    if not isinstance(entry, dict):
+        raise RunError(f"{path}: not listed in the run's {COMPLETE} manifest")
+    size = path.stat().st_size
+    if size != entry.get("bytes"):
+        raise RunError(f"{path}: {size} bytes, expected {entry.get('bytes')} (truncated?)")
+    if _sha256(path) != entry.get("sha256"):
+        raise RunError(f"{path}: checksum mismatch (the file was modified after saving)")
+
+
+def _short(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__
+
+
+# -- listing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSummary:
+    """What the leaderboard shows of a run, read from its JSON files only."""
+
+    path: Path
+    dataset: str
+    model: str
+    seed: int
+    created: str
+    device: str
+    protocol: str
+    metrics: dict[str, float]
+    valid: dict[str, float]
+    seconds: dict[str, float]
+    hparams: dict[str, Any]
+
+
+def list_runs(root: str | Path | None = None) -> list[RunSummary]:
+    """Complete runs under ``root`` (default :func:`runs_root`), newest first.
+
+    Looks at ``<root>/<dataset>/<run>/`` (and at ``root`` itself or ``<root>/<run>/`` when
+    they are run folders); folders without a ``.complete`` marker, hidden temporary folders and
+    runs whose JSON cannot be read are left out.
+    """
+    base = Path(root).expanduser() if root is not None else runs_root()
+    found: list[RunSummary] = []
+    for folder in _candidate_folders(base):
+        try:
+            config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
+            found.append(
+                RunSummary(
+                    path=folder,
+                    dataset=str(config["dataset"]["name"]),
+                    model=str(config["model"]),
+                    seed=int(config.get("split", {}).get("seed", 0)),
+                    created=str(config.get("created", "")),
+                    device=str(config.get("device", "")),
+                    protocol=str(config.get("split", {}).get("protocol", "")),
+                    metrics=dict(metrics.get("test", {})),
+                    valid=dict(metrics.get("valid", {})),
+                    seconds=dict(metrics.get("seconds", {})),
+                    hparams=dict(config.get("hparams", {})),
+                )
+            )
+        except (ReclensError, KeyError, TypeError, ValueError):
+            continue
+    found.sort(key=lambda s: (s.created, str(s.path)), reverse=True)
+    return found
+
+
+def _candidate_folders(base: Path) -> Iterator[Path]:
+    if not base.is_dir():
+        return
+    if (base / COMPLETE).is_file():
+        yield base
+        return
+    for child in sorted(base.iterdir()):
+        if child.name.startswith(".") or not child.is_dir():
+            continue
+        if (child / COMPLETE).is_file():
+            yield child
+            continue
+        with contextlib.suppress(OSError):
+            for grand in sorted(child.iterdir()):
+                if not grand.name.startswith(".") and (grand / COMPLETE).is_file():
+                    yield grand
