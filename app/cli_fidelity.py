@@ -1,0 +1,295 @@
+"""``reclens fidelity``: how faithful are SPINRec and the baseline explainers to each model?
+
+Example::
+
+    reclens fidelity --dataset ml-100k --model mf,multvae,neumf --explainers all --users 300
+    reclens fidelity --dataset synthetic --model ease --explainers spinrec,lime,random --json
+
+For each model, an existing run of the same dataset, model, seed and split protocol under
+``--runs`` is reused (the newest); otherwise the model is trained and saved there. Then the
+top-1 recommendation of ``--users`` test users (sampled with the seed; all by default) is
+explained by every explainer and the counterfactual fidelity metrics are measured (see
+:mod:`explainers.fidelity` and :mod:`explainers.batch`). The table (or, with ``--json``, one
+JSON object per model and explainer and line) goes to stdout, progress bars to stderr. The
+per-user results are written to Parquet: ``--out FILE``, or by default
+``<run folder>/fidelity/per_user_seed<S>_<N>users.parquet`` per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm import tqdm
+
+from app.cli_data import SOURCE_HELP
+from app.cli_train import epoch_bar, parse_models, parse_options
+from data.errors import ReclensError
+from data.splits import Split
+from engine.contract import Recommender
+from engine.device import resolve_device
+from engine.pipeline import load_context, prepare_spec, source_spec, train_run
+from engine.runs import list_runs, load_run, read_json, runs_root
+from explainers.batch import FidelityReport, evaluate_fidelity, sample_users
+from explainers.fidelity import CURVES, FIXED_LENGTHS
+from explainers.registry import explainer_names, parse_names
+
+TABLE_METRICS: tuple[str, ...] = tuple(f"{c}_auc" for c in CURVES)
+FIXED_METRICS: tuple[str, ...] = (
+    *(f"del@{k}" for k in FIXED_LENGTHS),
+    *(f"ins@{k}" for k in FIXED_LENGTHS),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``reclens fidelity``."""
+    parser = subparsers.add_parser(
+        "fidelity",
+        help="measure the counterfactual fidelity of SPINRec and baseline explainers",
+        description=(
+            "Explain the top-1 recommendation of test users with each explainer and measure "
+            "counterfactual fidelity (DEL, INS, POS@K, NEG@K, CDCG AUCs; fixed-length DEL/INS). "
+            "Models are trained, or an existing run of the same dataset/model/seed is reused."
+        ),
+    )
+    parser.add_argument("--dataset", required=True, metavar="SOURCE", help=SOURCE_HELP)
+    parser.add_argument(
+        "--model", required=True, metavar="NAMES", help="comma-separated model names, or all"
+    )
+    parser.add_argument(
+        "--explainers",
+        default="all",
+        metavar="NAMES",
+        help=f"all, or comma-separated names ({', '.join(explainer_names())})",
+    )
+    parser.add_argument(
+        "--users", type=int, metavar="N", help="test users to explain, sampled (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="split, training, sampling seed (0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
+    parser.add_argument("--runs", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)")
+    parser.add_argument("--out", metavar="FILE", help="write all per-user results to this Parquet")
+    parser.add_argument("--epochs", type=int, help="most training epochs when training")
+    parser.add_argument("--kappa", type=int, default=16, help="SPINRec baselines (16)")
+    parser.add_argument("--steps", type=int, default=16, help="SPINRec/IG path steps J (16)")
+    parser.add_argument(
+        "--protocol",
+        default="random",
+        choices=("random", "temporal", "strong", "given"),
+        help="split protocol (random)",
+    )
+    parser.add_argument(
+        "--data-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option, repeatable (e.g. n_users=500 for synthetic)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--all-metrics", action="store_true", help="also show fixed-length DEL/INS in the table"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    parser.set_defaults(func=cmd_fidelity)
+
+
+def find_run(
+    root: str | Path | None,
+    source: str,
+    model: str,
+    seed: int,
+    protocol: str,
+    load_options: dict[str, Any],
+) -> Path | None:
+    """The newest complete run of ``model`` on ``source`` with this seed and protocol.
+
+    A run matches when its config names the same source (as :func:`source_spec` writes it),
+    the same loader options and the default preparation.
+    """
+    spec = source_spec(source, load_options)
+    prep = prepare_spec(None)
+    for summary in list_runs(root):
+        # a pre-split source is always split as given, whatever protocol was asked for
+        same_split = summary.protocol in (protocol, "given")
+        if summary.model != model or summary.seed != seed or not same_split:
+            continue
+        try:
+            config = read_json(Path(summary.path) / "config.json")
+        except ReclensError:
+            continue
+        data = config.get("dataset", {})
+        same = all(data.get(k) == spec[k] for k in ("kind", "source", "options"))
+        if same and config.get("prepare") == prep:
+            return Path(summary.path)
+    return None
+
+
+def obtain(
+    args: argparse.Namespace, name: str, load_options: dict[str, Any]
+) -> tuple[Recommender, Split, Path]:
+    """The trained model, its split and its run folder: reused when one exists, else trained."""
+    found = find_run(args.runs, args.dataset, name, args.seed, args.protocol, load_options)
+    if found is not None:
+        run = load_run(found, device=resolve_device(args.device))
+        _, split = load_context(run)
+        if not args.quiet:
+            print(f"{name}: reusing run {found}", file=sys.stderr)
+        return run.model, split, found
+    with epoch_bar(name, args.epochs, args.quiet) as (_, on_epoch):
+        result = train_run(
+            args.dataset,
+            name,
+            seed=args.seed,
+            device=args.device,
+            epochs=args.epochs,
+            out=args.runs,
+            protocol=args.protocol,
+            progress=on_epoch,
+            load_options=load_options,
+        )
+    if result.recommender is None or result.run_dir is None:
+        raise ReclensError(f"training {name} gave no saved model")
+    _, split = load_context(result.run_dir)
+    return result.recommender.eval(), split, Path(result.run_dir)
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Run ``reclens fidelity``."""
+    models = parse_models(args.model)
+    names = parse_names(args.explainers)
+    if args.users is not None and args.users < 1:
+        raise ReclensError(f"--users must be at least 1, got {args.users}")
+    if args.kappa < 1 or args.steps < 1:
+        raise ReclensError("--kappa and --steps must be at least 1")
+    if args.runs is None:
+        args.runs = str(runs_root())
+    load_options = parse_options(args.data_option)
+    params = {
+        "spinrec": {"kappa": args.kappa, "steps": args.steps},
+        "ig_zero": {"steps": args.steps},
+    }
+    frames: list[pl.DataFrame] = []
+    summaries: list[dict[str, Any]] = []
+    for name in models:
+        model, split, run_dir = obtain(args, name, load_options)
+        users = sample_users(split, args.users, args.seed)
+        bar = tqdm(
+            total=len(users),
+            desc=f"{name:>8} explain",
+            unit="user",
+            file=sys.stderr,
+            disable=True if args.quiet else None,
+            dynamic_ncols=True,
+        )
+
+        def step(done: int, total: int, bar: tqdm = bar) -> None:
+            bar.update(1)
+
+        try:
+            report: FidelityReport = evaluate_fidelity(
+                model,
+                split,
+                explainers=names,
+                users=users,
+                seed=args.seed,
+                model_name=name,
+                params={k: v for k, v in params.items() if k in names},
+                progress=step,
+            )
+        finally:
+            bar.close()
+        label = "all" if args.users is None else str(len(users))
+        target = run_dir / "fidelity" / f"per_user_seed{args.seed}_{label}users.parquet"
+        if args.out is None:
+            write_parquet(report.per_user, target)
+        frames.append(report.per_user)
+        summary = report.summary()
+        for row in summary:
+            row["run_dir"] = str(run_dir)
+            row["seed"] = args.seed
+            if args.json:
+                print(json.dumps(_json_ready(row)), flush=True)
+        summaries.extend(summary)
+        if not args.json:
+            print(format_table(summary, args.all_metrics))
+            where = args.out if args.out is not None else target
+            print(f"per-user results: {where}\n", flush=True)
+    if args.out is not None:
+        write_parquet(pl.concat(frames, how="vertical"), Path(args.out))
+    return 0
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write ``frame`` to ``path`` through a temporary file renamed into place."""
+    path = Path(path).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.write_parquet(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise ReclensError(f"{path}: cannot write the results ({err.strerror or err})") from err
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities turned into ``None`` (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def _cell(stat: dict[str, float]) -> str:
+    mean, ci = stat["mean"], stat["ci95"]
+    if not math.isfinite(mean):
+        return "n/a"
+    if not math.isfinite(ci):
+        return f"{mean:.4f}"
+    return f"{mean:.4f}±{ci:.4f}"
+
+
+def format_table(summary: list[dict[str, Any]], all_metrics: bool = False) -> str:
+    """A text table for one model: rows explainer, columns metric mean ± 95% CI, ms."""
+    if not summary:
+        return "(no explanations)"
+    metrics = TABLE_METRICS + (FIXED_METRICS if all_metrics else ())
+    headers = ["explainer", *metrics, "ms"]
+    rows = [
+        [
+            row["explainer"],
+            *(_cell(row["metrics"][m]) for m in metrics),
+            f"{row['ms_per_explanation']:.1f}",
+        ]
+        for row in summary
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    first = summary[0]
+    lines = [
+        f"model {first['model']}: {first['n_users']} users, mean ± 95% CI "
+        "(del, pos, cdcg: lower is better; ins, neg: higher is better)",
+        line(headers),
+        "  ".join("-" * w for w in widths),
+        *map(line, rows),
+    ]
+    if any(r["explainer"] == "spinrec_best_of_kappa" for r in summary):
+        lines.append(
+            "spinrec_best_of_kappa: best of the kappa SPINRec maps per metric, an optimistic "
+            "upper bound"
+        )
+    return "\n".join(lines)

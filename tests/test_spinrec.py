@@ -1,0 +1,209 @@
+"""SPINRec and its path integration: completeness, captum agreement, path selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from captum.attr import IntegratedGradients
+from torch import nn
+
+from data.errors import ReclensError
+from engine.contract import Recommender
+from explainers.fidelity import fidelity_curves
+from explainers.spinrec import SpinRec, integrated_gradients, path_weights
+
+N_ITEMS = 24
+
+
+class TinyMLP(Recommender):
+    """A two-layer MLP recommender with a chosen link (no input normalisation)."""
+
+    name = "tiny_mlp"
+    link = "sigmoid"
+
+    def __init__(self, n_items: int, link: str = "sigmoid", hidden: int = 16) -> None:
+        super().__init__(n_items, link=link, hidden=hidden)
+        self.link = link  # type: ignore[misc]
+        self.enc = nn.Linear(n_items, hidden)
+        self.dec = nn.Linear(hidden, n_items)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dec(torch.tanh(self.enc(x)))
+
+
+class Constant(Recommender):
+    """Scores that ignore the history (a popularity model): every gradient is zero."""
+
+    name = "constant"
+    link = "softmax"
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__(n_items)
+        self.bias = nn.Parameter(torch.linspace(0, 1, n_items))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], -1) + 0 * x
+
+
+def make_model(link: str = "sigmoid", seed: int = 0) -> TinyMLP:
+    torch.manual_seed(seed)
+    model = TinyMLP(N_ITEMS, link)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # sharper non-linearity, so paths matter
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def train() -> sp.csr_matrix:
+    rng = np.random.default_rng(1)
+    dense = (rng.random((40, N_ITEMS)) < 0.25).astype(np.float32)
+    dense[0] = 0.0  # an empty user never serves as a baseline
+    dense[1, :6] = 1.0
+    dense[1, 6:] = 0.0
+    return sp.csr_matrix(dense)
+
+
+def row(train: sp.csr_matrix, u: int) -> torch.Tensor:
+    return torch.from_numpy(train[u].toarray()[0])
+
+
+def prob(model: Recommender, x: torch.Tensor, t: int) -> float:
+    with torch.no_grad():
+        return float(model.probability(model(x[None]))[0, t])
+
+
+def test_path_weights():
+    a, w = path_weights(4, "right")
+    assert a.tolist() == [0, 0.25, 0.5, 0.75, 1.0]
+    assert w.tolist() == [0, 0.25, 0.25, 0.25, 0.25]
+    _, w = path_weights(4, "trapezoid")
+    assert w.tolist() == [0.125, 0.25, 0.25, 0.25, 0.125]
+    with pytest.raises(ReclensError):
+        path_weights(0)
+    with pytest.raises(ReclensError):
+        path_weights(4, "simpson")
+
+
+@pytest.mark.parametrize("link", ["sigmoid", "softmax", "identity"])
+@pytest.mark.parametrize("rule", ["right", "trapezoid"])
+def test_completeness(train, link, rule):
+    model = make_model(link)
+    x, t = row(train, 5), 7
+    attr = integrated_gradients(model, x, t, steps=256, rule=rule)
+    expected = prob(model, x, t) - prob(model, torch.zeros_like(x), t)
+    assert abs(expected) > 1e-4
+    assert float(attr.sum()) == pytest.approx(expected, rel=0.02)
+    # from a sampled (training user) baseline too
+    b = row(train, 9)
+    attr = integrated_gradients(model, x, t, baseline=b, steps=256, rule=rule)
+    expected = prob(model, x, t) - prob(model, b, t)
+    assert float(attr.sum()) == pytest.approx(expected, rel=0.02, abs=1e-6)
+
+
+@pytest.mark.parametrize("link", ["sigmoid", "softmax"])
+def test_agrees_with_captum(train, link):
+    model = make_model(link)
+    x, b, t = row(train, 5), row(train, 9), 3
+
+    def forward(inp: torch.Tensor) -> torch.Tensor:
+        return model.probability(model(inp))
+
+    ig = IntegratedGradients(forward)
+    for base in (torch.zeros_like(x), b):
+        ours = integrated_gradients(model, x, t, baseline=base, steps=16)
+        theirs = ig.attribute(
+            x[None], baselines=base[None], target=t, n_steps=16, method="riemann_right"
+        )[0]
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-7)
+
+
+def test_candidates_are_path_integrals_and_selection(train):
+    model = make_model("softmax")
+    x = row(train, 5)
+    spin = SpinRec(train, kappa=6, steps=8)
+    exp = spin.explain(model, x, user=5, seed=3)
+    items = np.flatnonzero(x.numpy() > 0)
+    assert exp.items.tolist() == items.tolist()
+    # default target: top-1 outside the history
+    with torch.no_grad():
+        s = model(x[None])[0].masked_fill(x > 0, float("-inf"))
+    assert exp.target == int(s.argmax())
+    assert exp.kappa == 6 and exp.candidates.shape == (6, items.size)
+    for k, bu in enumerate(exp.baseline_users):
+        b = row(train, int(bu))
+        assert not torch.equal(b, x) and b.sum() > 0
+        dense = integrated_gradients(model, x, exp.target, baseline=b, steps=8).numpy()
+        # x_i * mean_grad_i * (x_i - b_i): the IG attribution, zero where b shares the item
+        np.testing.assert_allclose(exp.candidates[k], dense[items], rtol=1e-4, atol=1e-9)
+        assert np.all(exp.candidates[k][b.numpy()[items] > 0] == 0)
+        # path curve: column 0 is the baseline, the last column the user
+        assert exp.path_probability[k, 0] == pytest.approx(prob(model, b, exp.target), rel=1e-5)
+        assert exp.path_probability[k, -1] == pytest.approx(exp.target_probability, rel=1e-6)
+    dels = fidelity_curves(model, x, exp.target, exp.candidates).metrics()["del_auc"]
+    np.testing.assert_allclose(exp.criterion, dels, rtol=1e-6)
+    assert exp.chosen == int(np.argmin(dels))
+    np.testing.assert_array_equal(exp.scores, exp.candidates[exp.chosen])
+    assert exp.alphas.tolist() == pytest.approx(np.arange(9) / 8)
+
+
+def test_seeded_and_batched(train):
+    model = make_model("softmax")
+    spin = SpinRec(train, kappa=5, steps=4, batch_users=2)
+    users = [3, 5, 7]
+    xs = torch.stack([row(train, u) for u in users])
+    batch = spin.explain_batch(model, xs, users=users, seed=11)
+    again = spin.explain_batch(model, xs, users=users, seed=11)
+    for u, a, b in zip(users, batch, again, strict=True):
+        single = spin.explain(model, row(train, u), user=u, seed=11)
+        np.testing.assert_array_equal(a.baseline_users, single.baseline_users)
+        np.testing.assert_allclose(a.candidates, single.candidates, rtol=1e-5, atol=1e-10)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.user == u
+    other = spin.explain(model, row(train, 3), user=3, seed=12)
+    assert not np.array_equal(other.baseline_users, batch[0].baseline_users)
+
+
+def test_baseline_equal_to_user_is_redrawn():
+    dense = np.zeros((30, 8), dtype=np.float32)
+    dense[:, :3] = 1.0  # 29 users share the explained history ...
+    dense[29, 5] = 1.0  # ... one differs
+    dense[29, :3] = 0.0
+    train = sp.csr_matrix(dense)
+    model = TinyMLP(8)
+    exp = SpinRec(train, kappa=4, steps=4).explain(model, dense[0], user=0)
+    assert exp.baseline_users.tolist() == [29] * 4
+    only_same = sp.csr_matrix(dense[:29])
+    with pytest.raises(ReclensError):
+        SpinRec(only_same, kappa=2, steps=2).explain(model, dense[0], user=0)
+
+
+def test_unobserved_extension_and_constant_model(train):
+    model = make_model("sigmoid")
+    x = row(train, 5)
+    exp = SpinRec(train, kappa=3, steps=4, unobserved=True).explain(model, x, target=2)
+    assert exp.unobserved_items is not None and exp.unobserved_scores is not None
+    assert set(exp.unobserved_items) == set(np.flatnonzero(x.numpy() == 0))
+    xg = x.clone().requires_grad_(True)
+    torch.sigmoid(model(xg[None]))[0, 2].backward()
+    np.testing.assert_allclose(
+        exp.unobserved_scores, xg.grad.numpy()[exp.unobserved_items], rtol=1e-5, atol=1e-9
+    )
+    flat = SpinRec(train, kappa=3, steps=4).explain(Constant(N_ITEMS), x)
+    assert np.all(flat.scores == 0) and np.isfinite(flat.criterion).all()
+
+
+def test_bad_input(train):
+    model = make_model()
+    with pytest.raises(ReclensError):
+        SpinRec(train, kappa=0)
+    with pytest.raises(ReclensError):
+        SpinRec(None)  # type: ignore[arg-type]
+    with pytest.raises(ReclensError):
+        SpinRec(train).explain(model, torch.zeros(N_ITEMS))
+    with pytest.raises(ReclensError):
+        SpinRec(train).explain(model, torch.ones(N_ITEMS + 1))
+    with pytest.raises(ReclensError):
+        SpinRec(train).explain(model, row(train, 5), target=N_ITEMS)
