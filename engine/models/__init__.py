@@ -1,0 +1,14 @@
+"""The recommenders, one module each; :mod:`engine.registry` names them and loads them lazily.
+
+- :mod:`engine.models.pop`: most-popular items (closed form);
+- :mod:`engine.models.itemknn`: item-item cosine neighbourhoods (closed form);
+- :mod:`engine.models.ease`: EASE, Steck 2019 (closed form);
+- :mod:`engine.models.mf`: matrix factorisation with a history-computed user factor, BPR loss;
+- :mod:`engine.models.vae`: Mult-VAE and Mult-DAE, Liang et al. 2018;
+- :mod:`engine.models.neumf`: NeuMF (GMF + MLP), He et al. 2017, history-computed user side;
+- :mod:`engine.models.diffrec`: DiffRec, Wang et al. 2023.
+
+Every model maps histories ``x`` [batch, n_items] to scores [batch, n_items] (see
+:mod:`engine.contract`) and keeps all its state in parameters and buffers, so a run is saved as
+its hparams plus a safetensors state dict.
+"""

@@ -1,0 +1,59 @@
+"""ItemKNN: item-item cosine similarity restricted to each item's ``k`` nearest neighbours.
+
+As RecBole's ``ItemKNN`` (``ComputeSimilarity``): with item columns c_i of the binary training
+matrix, ``sim(i, j) = c_i . c_j / (|c_i| |c_j| + shrink + 1e-6)``, the diagonal set to zero,
+and for every item ``j`` only the ``k`` most similar items ``i`` kept in column ``j`` of ``S``.
+A user's score for ``j`` is ``x S[:, j]``: the summed similarity of ``j`` to the user's items.
+
+``S`` is stored as a dense buffer [n_items, n_items] (float32), which keeps scoring a single
+differentiable matmul; that is fine up to about 20k items (1.6 GB at 20k).
+
+The default ``k = 200`` (RecBole's is 100) was chosen on the validation NDCG@10 of MovieLens
+100K among 50, 100, 200, 300, 400 and 600 (200 and 300 tie; 100 is 0.01 lower).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from data.errors import ReclensError
+from engine.contract import Recommender
+
+
+class ItemKNN(Recommender):
+    """Item-based nearest neighbours; buffer ``similarity`` S [n_items, n_items]."""
+
+    name = "itemknn"
+    link = "identity"
+    trainable = False
+    default_hparams: ClassVar[dict[str, Any]] = {"k": 200, "shrink": 0.0}
+    default_train: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, n_items: int, k: int = 200, shrink: float = 0.0) -> None:
+        super().__init__(n_items, k=k, shrink=shrink)
+        if int(k) < 1 or float(shrink) < 0:
+            raise ReclensError(f"itemknn: need k >= 1 and shrink >= 0, got k={k}, shrink={shrink}")
+        self.k, self.shrink = int(k), float(shrink)
+        self.register_buffer("similarity", torch.zeros(n_items, n_items))
+
+    @torch.no_grad()
+    def fit(self, train: sp.csr_matrix) -> None:
+        """Cosine similarities of the item columns of ``train`` [n_users, n_items], top-k kept."""
+        binary = sp.csr_matrix(train > 0, dtype=np.float32)
+        co = torch.from_numpy((binary.T @ binary).toarray()).to(self.device)  # [n_items, n_items]
+        norms = torch.sqrt(torch.diagonal(co).clone())  # |c_i|: sqrt of each item's count
+        sim = co / (norms[:, None] * norms[None, :] + self.shrink + 1e-6)
+        sim.fill_diagonal_(0.0)
+        k = min(self.k, self.n_items)
+        top = torch.topk(sim, k, dim=0)  # per column j: the k items most similar to j
+        kept = torch.zeros_like(sim).scatter_(0, top.indices, top.values)
+        self.similarity.copy_(kept)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores [batch, n_items] = x [batch, n_items] @ S."""
+        return x @ self.similarity

@@ -1,0 +1,119 @@
+"""Matrix factorisation with a history-computed user factor, trained with BPR.
+
+The user factor is not a free embedding but a normalised sum over the user's items (as in
+FISM, Kabbur et al. 2013, and NAIS), so any history, edited or new, is scorable:
+
+    u(x)    = (x W) / max(|x|, 1)^alpha                      [batch, dim]
+    s(x, i) = u(x) . v_i + b_i                                [batch, n_items]
+
+with ``W`` [n_items, dim] the history map, ``v`` [n_items, dim] the item factors and ``b``
+[n_items] the item biases. Training uses the BPR loss (Rendle et al. 2009): every training
+interaction (user, i) of the batch is one positive, paired with ``negatives`` items j drawn
+uniformly from the items outside the user's history, and the mean of
+``-log sigmoid(s(x_-i, i) - s(x, j))`` is minimised, where ``x_-i`` is the history without
+``i`` (FISM's exclusion, so an item never explains itself). The link is sigmoid:
+``sigmoid(s)`` reads as the preference probability.
+
+Defaults (8 negatives, lr 0.01, 64 users a batch) were chosen on the validation NDCG@10 of
+MovieLens 100K: several negatives per positive make each epoch worth more at little cost,
+since all scores of a batch come from one matmul.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.contract import LossContext, Recommender
+
+
+class MF(Recommender):
+    """BPR matrix factorisation; parameters ``history`` W, ``items`` v, ``bias`` b."""
+
+    name = "mf"
+    link = "sigmoid"
+    trainable = True
+    default_hparams: ClassVar[dict[str, Any]] = {"dim": 64, "alpha": 0.5, "negatives": 8}
+    default_train: ClassVar[dict[str, Any]] = {
+        "epochs": 30,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "optimizer": "adam",
+        "patience": 3,
+        "eval_every": 2,
+    }
+
+    def __init__(self, n_items: int, dim: int = 64, alpha: float = 0.5, negatives: int = 8) -> None:
+        super().__init__(n_items, dim=dim, alpha=alpha, negatives=negatives)
+        self.alpha, self.negatives = float(alpha), int(negatives)
+        self.history = nn.Parameter(torch.empty(n_items, dim))  # W: item -> user factor
+        self.items = nn.Parameter(torch.empty(n_items, dim))  # v: item factors
+        self.bias = nn.Parameter(torch.empty(n_items))  # b: item biases
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-normal factors (as RecBole's BPR), zero biases."""
+        nn.init.xavier_normal_(self.history)
+        nn.init.xavier_normal_(self.items)
+        nn.init.zeros_(self.bias)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def user_embeddings(self, x: Tensor) -> Tensor:
+        """u(x) = x W / max(|x|, 1)^alpha: [batch, dim] from ``x`` [batch, n_items]."""
+        size = x.sum(dim=1, keepdim=True).clamp(min=1.0)
+        return (x @ self.history) / size.pow(self.alpha)
+
+    def item_embeddings(self) -> Tensor:
+        """Item factors v [n_items, dim]."""
+        return self.items
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Scores [batch, n_items] = u(x) v^T + b."""
+        return self.user_embeddings(x) @ self.items.T + self.bias
+
+    # -- training --------------------------------------------------------------------------
+    def loss(self, x: Tensor, ctx: LossContext) -> Tensor:
+        """Mean BPR loss over every (user, positive) pair of the batch ``x`` [batch, n_items].
+
+        Written with one [batch, n_items] matmul and scalar gathers: the positive's score
+        from the history without it is ``(sum_j W_j . v_i - W_i . v_i) / (|x| - 1)^alpha``.
+        """
+        row, pos = torch.nonzero(x > 0, as_tuple=True)  # [n_pos] each
+        row_neg = row.repeat_interleave(self.negatives)  # [n_pos * negatives]
+        neg = sample_negatives(x, row_neg, ctx.generator).view(-1, self.negatives)
+        dots = (x @ self.history) @ self.items.T  # [batch, n_items]: sum_j x_j W_j . v_i
+        self_dots = (self.history * self.items).sum(dim=1)  # [n_items]: W_i . v_i
+        size = x.sum(dim=1)[row]  # [n_pos]
+        s_pos = (dots[row, pos] - self_dots[pos]) / (size - 1).clamp(min=1).pow(self.alpha)
+        s_pos = s_pos + self.bias[pos]  # [n_pos]
+        s_neg = dots[row[:, None], neg] / size.clamp(min=1).pow(self.alpha)[:, None]
+        s_neg = s_neg + self.bias[neg]  # [n_pos, negatives]
+        return -F.logsigmoid(s_pos[:, None] - s_neg).mean()
+
+
+def sample_negatives(x: Tensor, row: Tensor, generator: torch.Generator, tries: int = 3) -> Tensor:
+    """One item per entry of ``row`` [n], uniform over the items not in ``x[row]``.
+
+    Items are drawn uniformly and redrawn up to ``tries`` times where they hit the history;
+    the few still hitting it are then drawn exactly from their row's non-history items. ``x``
+    is [batch, n_items]; a row whose history holds every item keeps a uniform draw. Returns a
+    long tensor [n].
+    """
+    n_items = x.shape[1]
+    neg = torch.randint(n_items, row.shape, generator=generator, device=x.device)
+    for _ in range(tries):
+        hit = x[row, neg] > 0
+        if not bool(hit.any()):
+            return neg
+        redraw = torch.randint(n_items, row.shape, generator=generator, device=x.device)
+        neg = torch.where(hit, redraw, neg)
+    left = torch.nonzero(x[row, neg] > 0).ravel()
+    if len(left):
+        free = (x[row[left]] <= 0).float()  # [n_left, n_items]
+        free[free.sum(dim=1) == 0] = 1.0
+        neg[left] = torch.multinomial(free, 1, generator=generator).ravel()
+    return neg

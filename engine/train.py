@@ -1,0 +1,381 @@
+"""One trainer for every gradient-trained recommender.
+
+:func:`fit` takes a model (already on its device), a :class:`~data.splits.Split` and a
+:class:`TrainConfig`, and trains on mini-batches of user rows of ``split.fit_matrix()``:
+
+1. the model's weights are redrawn from ``config.seed`` (``reinit``), and every random draw of
+   the run (batch order, sampled negatives, dropout masks, reparameterisation noise) comes from
+   that seed, so on the CPU the same seed gives the same weights and the same metrics;
+2. each epoch shuffles the fitting users, builds their dense history rows [batch, n_items] on
+   the model's device and takes one Adam/AdamW step on ``model.loss(x, ctx)`` per batch;
+3. every ``eval_every`` epochs (and after the last one) the validation NDCG@10 is measured by
+   :func:`engine.evaluate.evaluate`; the best weights are kept and restored at the end, and
+   training stops early after ``patience`` evaluations without improvement;
+4. ``callback(report)`` is called after each epoch with an :class:`EpochReport`, and a set
+   ``cancel`` event stops training between two batches.
+
+Closed-form models (``trainable = False``) are fitted once with ``model.fit`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+from data.errors import ReclensError
+from data.splits import Split
+from engine.contract import LossContext, Recommender
+from engine.evaluate import dense_rows, evaluate
+
+VALID_METRIC = "ndcg@10"
+DENSE_LIMIT = 1 << 26  # keep the whole fit matrix dense on the device up to 64M cells (256 MB)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings; a model's defaults live in its class's ``default_train``.
+
+    ``epochs``: most epochs (passes over the fitting users); ``batch_size``: users per step;
+    ``lr``, ``weight_decay``: optimiser settings (``adam``: L2 added to the gradient,
+    ``adamw``: decoupled decay); ``patience``: evaluations without a better validation
+    NDCG@10 before stopping (0 turns early stopping off); ``eval_every``: epochs between
+    evaluations; ``seed``: seed of every random draw; ``max_seconds``: wall-clock budget after
+    which training stops at the end of the epoch (None: no budget); ``reinit``: redraw the
+    weights from ``seed`` before training.
+    """
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    patience: int = 5
+    eval_every: int = 1
+    seed: int = 0
+    max_seconds: float | None = None
+    reinit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ReclensError(f"unknown optimizer {self.optimizer!r}: use adam or adamw")
+        for name in ("epochs", "batch_size", "eval_every"):
+            if int(getattr(self, name)) < 1:
+                raise ReclensError(f"training setting {name} must be at least 1")
+        if self.lr <= 0 or self.weight_decay < 0 or self.patience < 0:
+            raise ReclensError("training settings need lr > 0, weight_decay >= 0, patience >= 0")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings' names."""
+        return tuple(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for run metadata)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """Progress after one epoch.
+
+    ``epoch``: 1-based epoch number (0 for a closed-form fit); ``loss``: mean training loss
+    over the epoch's batches (None for a closed-form fit); ``valid``: validation NDCG@10 when
+    this epoch was evaluated, else None; ``seconds``: wall seconds since training began;
+    ``epochs``: planned epochs; ``best``: whether this epoch is the best so far.
+    """
+
+    epoch: int
+    loss: float | None
+    valid: float | None
+    seconds: float
+    epochs: int = 0
+    best: bool = False
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`fit`.
+
+    ``history``: one :class:`EpochReport` per epoch run; ``best_epoch``: the epoch whose
+    weights the model holds now (0 for closed-form models); ``best_valid``: its validation
+    NDCG@10 (None when the split has no validation users); ``seconds``: wall seconds;
+    ``cancelled``: stopped by the cancel event; ``epochs_run``: epochs completed;
+    ``stopped_early``: stopped by patience or ``max_seconds``.
+    """
+
+    history: list[EpochReport] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: float | None = None
+    seconds: float = 0.0
+    cancelled: bool = False
+    epochs_run: int = 0
+    stopped_early: bool = False
+    metric: str = VALID_METRIC
+
+
+def config_for(model: Recommender, **overrides: Any) -> TrainConfig:
+    """The model class's ``default_train`` settings with ``overrides`` applied."""
+    settings = {**getattr(type(model), "default_train", {}), **overrides}
+    unknown = sorted(set(settings) - set(TrainConfig.names()))
+    if unknown:
+        raise ReclensError(
+            f"unknown training setting(s) {', '.join(unknown)}: "
+            f"use {', '.join(TrainConfig.names())}"
+        )
+    return TrainConfig(**settings)
+
+
+def fit(
+    model: Recommender,
+    split: Split,
+    config: TrainConfig | None = None,
+    callback: Callable[[EpochReport], Any] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainResult:
+    """Fit ``model`` on ``split`` (see the module docstring) and return what happened.
+
+    The model must already be on its device (``model.device`` is used throughout). On return
+    the model holds its best weights and is in eval mode.
+    """
+    config = config or config_for(model)
+    start = time.perf_counter()
+    train = split.fit_matrix()
+    if not model.trainable:
+        return _fit_closed_form(model, split, train, callback, cancel, start)
+
+    device = model.device
+    with _seeded(config.seed, device):
+        if config.reinit:
+            _reset_parameters(model)
+        return _fit_gradient(model, split, train, config, callback, cancel, start, device)
+
+
+def _fit_closed_form(
+    model: Recommender,
+    split: Split,
+    train: sp.csr_matrix,
+    callback: Callable[[EpochReport], Any] | None,
+    cancel: threading.Event | None,
+    start: float,
+) -> TrainResult:
+    if cancel is not None and cancel.is_set():
+        return TrainResult(seconds=time.perf_counter() - start, cancelled=True)
+    model.fit(train)
+    model.eval()
+    valid = _validate(model, split)
+    report = EpochReport(0, None, valid, time.perf_counter() - start, epochs=0, best=True)
+    if callback is not None:
+        callback(report)
+    return TrainResult(
+        history=[report], best_epoch=0, best_valid=valid, seconds=report.seconds, epochs_run=0
+    )
+
+
+def _fit_gradient(
+    model: Recommender,
+    split: Split,
+    train: sp.csr_matrix,
+    config: TrainConfig,
+    callback: Callable[[EpochReport], Any] | None,
+    cancel: threading.Event | None,
+    start: float,
+    device: torch.device,
+) -> TrainResult:
+    users = split.fit_users[np.diff(train.indptr)[split.fit_users] > 0]
+    if len(users) == 0:
+        raise ReclensError(f"cannot train {model.name}: the split has no training interactions")
+    rows = _RowSource(train, users, device)
+    n_batches = max(1, math.ceil(len(users) / config.batch_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = Adam(params, config.lr, config.weight_decay, decoupled=config.optimizer == "adamw")
+    order_gen = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
+    sample_gen = torch.Generator(device=device).manual_seed(config.seed)
+
+    result = TrainResult()
+    best_state: dict[str, Tensor] | None = None
+    since_best, step = 0, 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, seen = 0.0, 0
+        for batch in _batches(len(users), config.batch_size, order_gen):
+            if cancel is not None and cancel.is_set():
+                result.cancelled = True
+                break
+            ctx = LossContext(
+                generator=sample_gen,
+                step=step,
+                total_steps=config.epochs * n_batches,
+                train=train,
+                users=torch.from_numpy(users[batch]).to(device),
+            )
+            loss = model.loss(rows.get(batch), ctx)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ReclensError(
+                    f"training {model.name} diverged (loss {value} at epoch {epoch}); "
+                    "try a smaller learning rate"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += value * len(batch)
+            seen += len(batch)
+            step += 1
+        if result.cancelled:
+            break
+
+        elapsed = time.perf_counter() - start
+        out_of_time = config.max_seconds is not None and elapsed >= config.max_seconds
+        last = epoch == config.epochs or out_of_time
+        valid, best = None, False
+        if epoch % config.eval_every == 0 or last:
+            valid = _validate(model, split)
+            if valid is None:
+                pass  # no validation users: train for all epochs, keep the last weights
+            elif result.best_valid is None or valid > result.best_valid:
+                result.best_valid, result.best_epoch, best = valid, epoch, True
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                since_best = 0
+            else:
+                since_best += 1
+        report = EpochReport(
+            epoch=epoch,
+            loss=total / max(seen, 1),
+            valid=valid,
+            seconds=time.perf_counter() - start,
+            epochs=config.epochs,
+            best=best,
+        )
+        result.history.append(report)
+        result.epochs_run = epoch
+        if callback is not None:
+            callback(report)
+        if out_of_time or (config.patience and since_best >= config.patience):
+            result.stopped_early = not last or out_of_time
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.epochs_run
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015), or AdamW (Loshchilov & Hutter 2019) when ``decoupled``.
+
+    The same update as ``torch.optim.Adam``/``AdamW`` without amsgrad; written out because
+    ``torch.optim``'s first step imports ``torch._dynamo``, which costs seconds, more than a
+    whole closed-form run. ``adam`` adds ``weight_decay * p`` to the gradient (L2);
+    ``adamw`` shrinks the weights by ``lr * weight_decay`` each step.
+    """
+
+    def __init__(
+        self,
+        params: list[nn.Parameter],
+        lr: float,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        self.params, self.lr, self.weight_decay, self.decoupled = (
+            params,
+            lr,
+            weight_decay,
+            decoupled,
+        )
+        self.betas, self.eps, self.steps = betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]  # first moments
+        self.v = [torch.zeros_like(p) for p in params]  # second moments
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1**self.steps)
+        root_correction = math.sqrt(1 - beta2**self.steps)
+        for p, m, v in zip(self.params, self.m, self.v, strict=True):
+            grad = p.grad
+            if grad is None:
+                continue
+            if self.weight_decay and self.decoupled:
+                p.mul_(1 - self.lr * self.weight_decay)
+            elif self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            p.addcdiv_(m, (v.sqrt() / root_correction).add_(self.eps), value=-step_size)
+
+
+@torch.no_grad()
+def _validate(model: Recommender, split: Split) -> float | None:
+    """Validation NDCG@10 of ``model`` (None when no user has validation items)."""
+    if len(split.eval_users("valid")) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    value = evaluate(model, split, "valid", ks=(10,)).means[VALID_METRIC]
+    model.train(was_training)
+    return value
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+    """Shuffled positions 0..n-1 in chunks of at most ``batch_size``."""
+    order = torch.randperm(n, generator=generator).numpy()
+    for lo in range(0, n, batch_size):
+        yield order[lo : lo + batch_size]
+
+
+class _RowSource:
+    """Dense history rows [batch, n_items] of the fitting users, on ``device``.
+
+    Small matrices are made dense on the device once; larger ones are densified per batch.
+    """
+
+    def __init__(self, train: sp.csr_matrix, users: np.ndarray, device: torch.device) -> None:
+        self.train, self.users, self.device = train, users, device
+        self.dense: Tensor | None = None
+        if len(users) * train.shape[1] <= DENSE_LIMIT:
+            self.dense = dense_rows(train, users, device)
+
+    def get(self, positions: np.ndarray) -> Tensor:
+        if self.dense is not None:
+            return self.dense[torch.from_numpy(positions).to(self.device)]
+        return dense_rows(self.train, self.users[positions], self.device)
+
+
+def _reset_parameters(model: Recommender) -> None:
+    """Redraw the model's weights: its own ``reset_parameters`` or its submodules'."""
+    reset = getattr(model, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    for module in model.modules():
+        if module is not model and callable(getattr(module, "reset_parameters", None)):
+            module.reset_parameters()
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global generators for the block, restoring their previous state after."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,253 @@
+"""The trainer: determinism, early stopping, cancellation, closed-form fits, real data."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+from data.dataset import Dataset
+from data.errors import DataError, ReclensError
+from data.splits import Split, split
+from engine import registry
+from engine.contract import LossContext, Recommender
+from engine.evaluate import evaluate
+from engine.train import EpochReport, TrainConfig, fit
+
+N_USERS, N_ITEMS = 60, 40
+
+
+def synthetic_dataset(seed: int = 0) -> Dataset:
+    """Two user groups preferring two halves of the items, about 25% density."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 2, N_USERS)[:, None]
+    p = np.where(np.arange(N_ITEMS)[None, :] % 2 == group, 0.4, 0.08)
+    liked = rng.random((N_USERS, N_ITEMS)) < p
+    liked[np.arange(N_USERS), rng.integers(0, N_ITEMS, N_USERS)] = True
+    users, items = np.nonzero(liked)
+    return Dataset.build(
+        "toy",
+        pl.DataFrame({"user": users, "item": items}),
+        pl.DataFrame({"item": np.arange(N_ITEMS), "raw_id": [f"i{i}" for i in range(N_ITEMS)]}),
+        pl.DataFrame({"user": np.arange(N_USERS), "raw_id": [f"u{u}" for u in range(N_USERS)]}),
+    )
+
+
+def small_model(name: str) -> Recommender:
+    """A registry model with small widths (fast tests)."""
+    shrink = {
+        "mf": {"dim": 8},
+        "multvae": {"hidden": 16, "latent": 8},
+        "multdae": {"hidden": 16, "latent": 8},
+        "neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
+    }
+    return registry.create(name, N_ITEMS, **shrink[name])
+
+
+@pytest.fixture(scope="module")
+def toy_split() -> Split:
+    return split(synthetic_dataset(), "random", seed=0)
+
+
+def quick(**overrides: Any) -> TrainConfig:
+    settings = {"epochs": 3, "batch_size": 16, "lr": 1e-2, "patience": 0, "eval_every": 1}
+    return TrainConfig(**{**settings, **overrides})
+
+
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class Drift(Recommender):
+    """Starts from item co-occurrence-like weights and is pulled towards noise by its loss.
+
+    Its validation NDCG gets worse as it trains, so the best epoch is the first.
+    """
+
+    name = "drift"
+    link = "identity"
+    trainable = True
+    default_hparams: ClassVar[dict[str, Any]] = {}
+    default_train: ClassVar[dict[str, Any]] = {}
+    start: Tensor | None = None
+
+    def __init__(self, n_items: int) -> None:
+        super().__init__(n_items)
+        self.weights = nn.Parameter(torch.zeros(n_items, n_items))
+        self.register_buffer("noise", torch.randn(n_items, n_items))
+
+    def reset_parameters(self) -> None:
+        assert self.start is not None
+        self.weights.data.copy_(self.start)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.weights
+
+    def loss(self, x: Tensor, ctx: LossContext) -> Tensor:
+        return (self.weights - 10 * self.noise).pow(2).mean()
+
+
+def drift_model(split_: Split) -> Drift:
+    train = split_.fit_matrix().toarray()
+    model = Drift(N_ITEMS)
+    model.start = torch.from_numpy(train.T @ train).float()
+    return model
+
+
+# -- determinism ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mf", "multvae", "neumf"])
+def test_same_seed_same_weights_and_metrics(name: str, toy_split: Split) -> None:
+    runs = []
+    for _ in range(2):
+        model = small_model(name)
+        torch.manual_seed(len(runs))  # the caller's RNG state must not matter
+        result = fit(model, toy_split, quick(seed=7))
+        metrics = evaluate(model, toy_split, "test", ks=(10,)).means
+        runs.append((snapshot(model), metrics, [r.loss for r in result.history]))
+    (w1, m1, l1), (w2, m2, l2) = runs
+    assert l1 == l2 and m1 == m2
+    for key in w1:
+        assert torch.equal(w1[key], w2[key]), key
+    other = small_model(name)
+    fit(other, toy_split, quick(seed=8))
+    assert any(not torch.equal(w1[k], v) for k, v in snapshot(other).items())
+
+
+def test_fit_leaves_the_global_rng_alone(toy_split: Split) -> None:
+    model = small_model("multdae")
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    fit(model, toy_split, quick(epochs=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+# -- early stopping and best weights -------------------------------------------------------
+
+
+def test_early_stopping_restores_the_best_weights(toy_split: Split) -> None:
+    model = drift_model(toy_split)
+    states: dict[int, dict[str, Tensor]] = {}
+    reports: list[EpochReport] = []
+
+    def remember(report: EpochReport) -> None:
+        reports.append(report)
+        states[report.epoch] = snapshot(model)
+
+    result = fit(model, toy_split, quick(epochs=20, lr=0.5, patience=3), callback=remember)
+    valid = [r.valid for r in reports]
+    assert result.best_epoch == 1 and valid[0] == max(valid)
+    assert result.epochs_run == 4 and result.stopped_early  # three worse evaluations
+    assert not torch.equal(states[1]["weights"], states[4]["weights"])
+    assert torch.equal(model.weights, states[1]["weights"])
+    again = evaluate(model, toy_split, "valid", ks=(10,)).means["ndcg@10"]
+    assert again == pytest.approx(result.best_valid)
+    assert not model.training
+
+
+def test_eval_every_and_history(toy_split: Split) -> None:
+    reports: list[EpochReport] = []
+    result = fit(small_model("mf"), toy_split, quick(epochs=5, eval_every=2), reports.append)
+    assert [r.epoch for r in reports] == [1, 2, 3, 4, 5] == [r.epoch for r in result.history]
+    assert [r.valid is not None for r in reports] == [False, True, False, True, True]
+    assert all(r.loss is not None and np.isfinite(r.loss) for r in reports)
+    assert all(a.seconds <= b.seconds for a, b in zip(reports[:-1], reports[1:], strict=True))
+    assert result.best_valid == max(r.valid for r in reports if r.valid is not None)
+    assert result.epochs_run == 5 and not result.cancelled
+
+
+def test_without_validation_users_all_epochs_run(toy_split: Split) -> None:
+    no_valid = dataclasses.replace(toy_split, valid=sp.csr_matrix(toy_split.valid.shape))
+    result = fit(small_model("mf"), no_valid, quick(epochs=4, patience=1))
+    assert result.epochs_run == 4 and result.best_valid is None and result.best_epoch == 4
+
+
+# -- cancellation --------------------------------------------------------------------------
+
+
+def test_cancellation_stops_between_batches(toy_split: Split) -> None:
+    cancel = threading.Event()
+    model = small_model("mf")
+    calls = []
+    loss = model.loss
+
+    def counting_loss(x: Tensor, ctx: LossContext) -> Tensor:
+        calls.append(ctx.step)
+        if len(calls) == 2:
+            cancel.set()
+        return loss(x, ctx)
+
+    model.loss = counting_loss  # type: ignore[method-assign]
+    result = fit(model, toy_split, quick(epochs=10, batch_size=8), cancel=cancel)
+    assert result.cancelled and calls == [0, 1] and result.epochs_run == 0
+    assert not model.training
+
+
+def test_cancel_before_a_closed_form_fit(toy_split: Split) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    model = registry.create("ease", N_ITEMS)
+    result = fit(model, toy_split, cancel=cancel)
+    assert result.cancelled and not model.weights.any()
+
+
+# -- closed-form models and settings -------------------------------------------------------
+
+
+def test_closed_form_fit_reports_validation(toy_split: Split) -> None:
+    reports: list[EpochReport] = []
+    model = registry.create("ease", N_ITEMS, lam=5.0)
+    result = fit(model, toy_split, callback=reports.append)
+    assert len(reports) == 1 and reports[0].loss is None
+    valid = evaluate(model, toy_split, "valid", ks=(10,)).means["ndcg@10"]
+    assert result.best_valid == pytest.approx(valid) and result.best_epoch == 0
+
+
+def test_bad_settings_are_reclens_errors() -> None:
+    with pytest.raises(ReclensError):
+        TrainConfig(optimizer="sgd")
+    with pytest.raises(ReclensError):
+        TrainConfig(epochs=0)
+    with pytest.raises(ReclensError):
+        TrainConfig(lr=-1.0)
+
+
+def test_adamw_and_weight_decay_run(toy_split: Split) -> None:
+    model = small_model("multdae")
+    result = fit(model, toy_split, quick(optimizer="adamw", weight_decay=0.1))
+    assert result.epochs_run == 3 and result.best_valid is not None
+
+
+def test_divergence_is_reported(toy_split: Split) -> None:
+    model = small_model("mf")
+    model.loss = lambda x, ctx: torch.tensor(float("nan"), requires_grad=True)  # type: ignore
+    with pytest.raises(ReclensError, match="diverged"):
+        fit(model, toy_split, quick())
+
+
+# -- real data (optional) ------------------------------------------------------------------
+
+
+def test_ease_on_movielens_100k() -> None:
+    """EASE on ml-100k, random 8:1:1 split: skipped unless $RECLENS_DATA holds ml-100k."""
+    loaders = pytest.importorskip("data.loaders")
+    from data.prepare import prepare
+
+    try:
+        ds = loaders.load("ml-100k", download=False)
+    except DataError:
+        pytest.skip("ml-100k is not available locally (set RECLENS_DATA)")
+    data_split = split(prepare(ds), "random", seed=0)
+    model = registry.create("ease", data_split.n_items)
+    fit(model, data_split)
+    means = evaluate(model, data_split, "test", ks=(10,)).means
+    assert means["recall@10"] > 0.26 and means["ndcg@10"] > 0.31
