@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import Tensor, nn
+import torch._dynamo  # noqa: F401  torch.optim imports it on its first step; pay it at import
+from torch import Tensor
 
 from data.errors import ReclensError
 from data.splits import Split
@@ -197,7 +198,8 @@ def _fit_gradient(
     rows = _RowSource(train, users, device)
     n_batches = max(1, math.ceil(len(users) / config.batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = Adam(params, config.lr, config.weight_decay, decoupled=config.optimizer == "adamw")
+    optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_class(params, lr=config.lr, weight_decay=config.weight_decay)
     order_gen = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
     sample_gen = torch.Generator(device=device).manual_seed(config.seed)
 
@@ -271,57 +273,6 @@ def _fit_gradient(
     model.eval()
     result.seconds = time.perf_counter() - start
     return result
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015), or AdamW (Loshchilov & Hutter 2019) when ``decoupled``.
-
-    The same update as ``torch.optim.Adam``/``AdamW`` without amsgrad; written out because
-    ``torch.optim``'s first step imports ``torch._dynamo``, which costs seconds, more than a
-    whole closed-form run. ``adam`` adds ``weight_decay * p`` to the gradient (L2);
-    ``adamw`` shrinks the weights by ``lr * weight_decay`` each step.
-    """
-
-    def __init__(
-        self,
-        params: list[nn.Parameter],
-        lr: float,
-        weight_decay: float = 0.0,
-        decoupled: bool = False,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        self.params, self.lr, self.weight_decay, self.decoupled = (
-            params,
-            lr,
-            weight_decay,
-            decoupled,
-        )
-        self.betas, self.eps, self.steps = betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]  # first moments
-        self.v = [torch.zeros_like(p) for p in params]  # second moments
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1 - beta1**self.steps)
-        root_correction = math.sqrt(1 - beta2**self.steps)
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            grad = p.grad
-            if grad is None:
-                continue
-            if self.weight_decay and self.decoupled:
-                p.mul_(1 - self.lr * self.weight_decay)
-            elif self.weight_decay:
-                grad = grad.add(p, alpha=self.weight_decay)
-            m.mul_(beta1).add_(grad, alpha=1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            p.addcdiv_(m, (v.sqrt() / root_correction).add_(self.eps), value=-step_size)
 
 
 @torch.no_grad()
