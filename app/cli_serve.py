@@ -1,0 +1,186 @@
+"""``reclens serve`` and ``reclens demo``: start the dashboard.
+
+Examples::
+
+    reclens serve --runs ~/.cache/reclens/runs --port 5006
+    reclens demo                      # trains ease, mf, multvae, diffrec on synthetic data if
+                                      # there are no runs yet, then serves the dashboard
+    reclens demo --dataset ml-100k    # the same on MovieLens 100K when it is available
+
+The server binds 127.0.0.1 unless ``--address`` says otherwise, and accepts websocket
+connections only from the address it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from data.errors import ReclensError
+
+DEMO_BUDGET_S = 15.0
+"""Default wall-clock budget per model in ``reclens demo`` (training stops at the epoch end)."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``reclens serve`` and ``reclens demo``."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="start the dashboard on saved runs",
+        description="Serve the RecLens dashboard over the runs in --runs.",
+    )
+    _server_options(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="train the default models if needed, then start the dashboard",
+        description=(
+            "On the embedded synthetic dataset (or --dataset ml-100k when it is available), "
+            "train ease, mf, multvae and diffrec when the runs folder has no run of that "
+            "dataset, then serve the dashboard."
+        ),
+    )
+    _server_options(demo)
+    demo.add_argument(
+        "--budget",
+        type=float,
+        default=DEMO_BUDGET_S,
+        metavar="SECONDS",
+        help=f"training time budget per model ({DEMO_BUDGET_S:g} s)",
+    )
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset",
+        default="synthetic",
+        metavar="SOURCE",
+        help="dataset of new runs started from the page (synthetic)",
+    )
+    parser.add_argument(
+        "--runs", default=None, metavar="DIR", help="runs folder ($RECLENS_HOME/runs)"
+    )
+    parser.add_argument("--port", type=int, default=5006, help="port (5006)")
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+    )
+    parser.add_argument(
+        "--projection",
+        choices=("umap", "pca"),
+        default="umap",
+        help="how embedding maps are drawn: umap (default) or pca (fast, no compilation)",
+    )
+    parser.add_argument(
+        "--show",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="open a browser tab (--no-show by default)",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the dashboard until interrupted."""
+    from app.dashboard.server import make_service, serve
+
+    service = make_service(args.runs, args.dataset, projection=args.projection)
+    _announce(service, args)
+    warm_projections(service)
+    serve(service, port=args.port, address=args.address, show=args.show)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train the default models when there are no runs of the dataset, then serve."""
+    from app.dashboard.server import make_service, serve
+
+    service = make_service(args.runs, args.dataset, projection=args.projection)
+    dataset_name = _dataset_name(args.dataset)
+    existing = [s for s in service.summaries(refresh=True) if s.dataset == dataset_name]
+    if existing:
+        print(
+            f"reclens demo: {len(existing)} run(s) of {dataset_name} found in "
+            f"{service.runs_root}; serving them",
+            file=sys.stderr,
+        )
+    else:
+        train_defaults(service, args.dataset, args.budget, args.quiet)
+    _announce(service, args)
+    warm_projections(service)
+    serve(service, port=args.port, address=args.address, show=args.show)
+    return 0
+
+
+def train_defaults(service: Any, source: str, budget: float, quiet: bool = False) -> list[Path]:
+    """Train the default model set on ``source`` into the service's runs folder.
+
+    Models not registered on this installation are skipped with a message. Each model trains
+    for at most ``budget`` seconds (checked at epoch ends); beyond-accuracy metrics are stored
+    with each run.
+    """
+    from app.cli_train import epoch_bar
+    from app.dashboard.engine_service import DEFAULT_MODELS, store_beyond
+    from engine import registry
+    from engine.pipeline import train_run
+
+    available = set(registry.available_models())
+    folders: list[Path] = []
+    for name in DEFAULT_MODELS:
+        if name not in available:
+            print(f"reclens demo: model {name} is not available here; skipping it", file=sys.stderr)
+            continue
+        with epoch_bar(name, None, quiet) as (_bar, update):
+            result = train_run(
+                source,
+                name,
+                device="cpu",
+                out=service.runs_root,
+                progress=update,
+                train_options={"max_seconds": float(budget)},
+                load_options={"download": False} if source != "synthetic" else None,
+            )
+        if result.run_dir is not None:
+            store_beyond(Path(result.run_dir))
+            folders.append(Path(result.run_dir))
+    if not folders:
+        raise ReclensError("reclens demo: no model could be trained; check `reclens train --help`")
+    service.summaries(refresh=True)
+    return folders
+
+
+def warm_projections(service: Any) -> threading.Thread:
+    """Compute missing UMAP projections of every run in a background thread (one at a time)."""
+
+    def work() -> None:
+        try:
+            for run_id in service.run_ids():
+                for kind in ("items", "users"):
+                    try:
+                        service.projection(run_id, kind)
+                    except ReclensError as err:
+                        print(f"reclens: no {kind} map for {run_id}: {err}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - warming is best effort
+            print(f"reclens: projection warm-up stopped: {err}", file=sys.stderr)
+
+    thread = threading.Thread(target=work, name="reclens-umap-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
+def _dataset_name(source: str) -> str:
+    """The dataset name runs of ``source`` carry (the source itself for named sources)."""
+    return Path(source).name if Path(source).exists() else source
+
+
+def _announce(service: Any, args: argparse.Namespace) -> None:
+    runs = len(service.summaries(refresh=True))
+    print(
+        f"reclens: serving {runs} run(s) from {service.runs_root} at "
+        f"http://{args.address}:{args.port}/ (Ctrl+C to stop)",
+        file=sys.stderr,
+    )

@@ -1,0 +1,137 @@
+"""Export the selected user's views to one standalone HTML file (works offline)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+import panel as pn
+from bokeh.resources import INLINE
+
+from app.dashboard.engine_service import EngineService
+from app.dashboard.plots import diffusion as diffusion_plots
+from app.dashboard.plots import explain as explain_plots
+from app.dashboard.state import Selection
+from data.errors import ReclensError
+
+log = logging.getLogger("reclens.dashboard")
+
+
+def export_views(service: EngineService, state: Selection) -> pn.Column:
+    """Static views of the selected user: recommendations, explanation, paths, fidelity and,
+    for a DiffRec run, the reverse process as a HoloMap with a player."""
+    run, user, k = state.run, state.user, state.k
+    loaded = service.load(run)
+    loaded.user_index(user)
+    recs = service.recommend(run, user, k)
+    item = state.item if state.item and state.item in set(recs["id"]) else str(recs["id"].iloc[0])
+    exp = service.explain(run, user, item)
+    sentence = explain_plots.summary_sentence(
+        exp["attributions"], exp["target"], f"user {user}", model=loaded.model_name
+    )
+    parts: list[Any] = [
+        pn.pane.Markdown(
+            f"# RecLens \u2014 user {user}\n"
+            f"Run `{run}` ({loaded.model_name}) on {loaded.dataset.name}, top-{k}."
+        ),
+        pn.pane.Markdown("## Recommendations"),
+        pn.pane.DataFrame(
+            recs[["rank", "title", "genres", "score", "heldout"]],
+            index=False,
+            sizing_mode="stretch_width",
+        ),
+        pn.pane.Markdown("## Why \u201c" + exp["target"] + "\u201d?"),
+        pn.pane.Alert(sentence, alert_type="success"),
+        pn.pane.HoloViews(
+            explain_plots.attribution_bars(exp["attributions"], top=20), sizing_mode="stretch_width"
+        ),
+        pn.pane.HoloViews(
+            explain_plots.path_curves(
+                exp["alphas"], exp["paths"], exp["chosen"], exp["path_labels"]
+            ),
+            sizing_mode="stretch_width",
+        ),
+    ]
+    try:
+        curves = service.fidelity(run, user, item, ("ig_zero", "cosine", "random"))
+        parts.append(
+            pn.Row(
+                pn.pane.HoloViews(explain_plots.fidelity_curves(curves, "deletion")),
+                pn.pane.HoloViews(explain_plots.fidelity_curves(curves, "insertion")),
+                sizing_mode="stretch_width",
+            )
+        )
+    except ReclensError as err:
+        parts.append(pn.pane.Markdown(f"*Fidelity curves unavailable: {err}*"))
+    holomap = diffusion_holomap(service, state)
+    if holomap is not None:
+        parts += [
+            pn.pane.Markdown("## Diffusion reverse process"),
+            pn.panel(holomap, widget_location="bottom"),
+        ]
+    return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def diffusion_holomap(service: EngineService, state: Selection) -> hv.HoloMap | None:
+    """The DiffRec reverse process of the selected user as a HoloMap over steps (or None when
+    the run is not a diffrec run): metric curves and the map position, one frame per step."""
+    if not service.is_diffrec(state.run):
+        return None
+    try:
+        traj = service.trajectory(state.run, state.user, state.k)
+    except ReclensError as err:
+        log.info("no trajectory to export: %s", err)
+        return None
+    steps = traj.steps.to_pandas()
+    items = service.item_map(state.run)
+    ids = items.set_index("item")["id"]
+    history = [ids[i] for i in traj.history.tolist() if i in ids.index]
+    heldout = [ids[i] for i in traj.heldout.tolist() if i in ids.index]
+    curves = diffusion_plots.metric_curves(steps, state.k)
+    where = diffusion_plots.trajectory_map(items, steps, history, heldout)
+    frames = {
+        int(s): (curves * diffusion_plots.step_marker(int(s)))
+        + (where * diffusion_plots.trajectory_position(steps, int(s)))
+        for s in sorted(steps["step"].unique())
+    }
+    return hv.HoloMap(frames, kdims="step").collate()
+
+
+def export_html(service: EngineService, state: Selection) -> io.BytesIO:
+    """The standalone HTML file of :func:`export_views` (inline resources, embedded states)."""
+    view = export_views(service, state)
+    with tempfile.TemporaryDirectory(prefix="reclens-export-") as tmp:
+        path = Path(tmp) / "export.html"
+        view.save(str(path), resources=INLINE, embed=True, title=f"RecLens user {state.user}")
+        data = path.read_bytes()
+    return io.BytesIO(data)
+
+
+def export_button(service: EngineService, state: Selection) -> pn.widgets.FileDownload:
+    """The sidebar's Export button: downloads the current user's views as HTML."""
+
+    def make() -> io.BytesIO:
+        try:
+            return export_html(service, state)
+        except Exception as err:  # noqa: BLE001 - a failed export must not break the page
+            log.exception("export failed")
+            message = f"<p>RecLens could not export this view: {err}</p>"
+            return io.BytesIO(message.encode("utf-8"))
+
+    button = pn.widgets.FileDownload(
+        callback=make,
+        filename="reclens-export.html",
+        label="\u2b07 Export this user's views (HTML)",
+        color="primary",
+    )
+
+    def rename(*_: Any) -> None:
+        button.filename = f"reclens-user-{state.user or 'none'}.html"
+
+    state.param.watch(rename, ["user"])
+    rename()
+    return button

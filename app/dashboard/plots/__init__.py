@@ -1,0 +1,24 @@
+"""Pure plot functions: engine results in, HoloViews elements out (no Panel here).
+
+Importing this package selects HoloViews' Bokeh backend so ``.opts`` with Bokeh options works
+in tests and scripts as well as in the served app.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend's options)
+
+hv.Store.set_current_backend("bokeh")
+
+PALETTE: tuple[str, ...] = (
+    "#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6",
+    "#9D755D", "#BAB0AC", "#2F4B7C", "#A05195", "#D45087", "#665191", "#003F5C", "#FFA600",
+    "#7A5195", "#EF5675",
+)  # fmt: skip
+"""Categorical colours (colour-blind friendly first ten, then more)."""
+
+POSITIVE = "#2E7D32"
+NEGATIVE = "#C62828"
+HIGHLIGHT = "#E6550D"
+MUTED = "#9E9E9E"

@@ -1,0 +1,82 @@
+"""Start the dashboard server: one engine service per process, one page per browser session."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+import torch
+
+from app.dashboard.app import create_app, load_extensions
+from app.dashboard.engine_service import EngineService
+
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 5006
+
+
+def origins(address: str, port: int) -> list[str]:
+    """Websocket origins the server accepts: ``address:port`` (plus ``localhost:port`` when
+    bound to the loopback address, which browsers may use for the same server)."""
+    allowed = [f"{address}:{port}"]
+    if address in ("127.0.0.1", "localhost"):
+        allowed += [f"localhost:{port}", f"127.0.0.1:{port}"]
+    return sorted(set(allowed))
+
+
+def free_port(address: str = DEFAULT_ADDRESS) -> int:
+    """A TCP port that is free on ``address`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(
+    service: EngineService,
+    port: int = DEFAULT_PORT,
+    address: str = DEFAULT_ADDRESS,
+    show: bool = False,
+    threaded: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """Serve the dashboard on ``address:port`` (blocking unless ``threaded``).
+
+    Each browser session gets its own page built by :func:`create_app` around the shared
+    ``service``. The websocket origin check only accepts the served address. With ``threaded``
+    the server runs in a background thread and the :class:`StoppableThread` is returned.
+    """
+    load_extensions()
+    # Many small tensor ops from several sessions: one intra-op thread each avoids the
+    # oversubscription that makes torch many times slower on a busy 2-core machine.
+    torch.set_num_threads(1)
+
+    def page() -> pn.viewable.Viewable:
+        return create_app(service)
+
+    return pn.serve(
+        page,
+        port=port,
+        address=address,
+        websocket_origin=origins(address, port),
+        show=show,
+        threaded=threaded,
+        title="RecLens",
+        **kwargs,
+    )
+
+
+def make_service(
+    runs: str | Path | None,
+    dataset: str = "synthetic",
+    projection: str = "umap",
+    **data_options: Any,
+) -> EngineService:
+    """The engine service over ``runs`` (default: the engine's runs folder)."""
+    if runs is None:
+        from engine.runs import runs_root
+
+        runs = runs_root()
+    return EngineService(
+        runs, default_source=dataset, data_options=data_options, projection_method=projection
+    )

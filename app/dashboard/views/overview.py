@@ -1,0 +1,256 @@
+"""Overview tab: dataset card, leaderboard of runs, metric trade-off and the training panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from app.dashboard.plots import overview as plots
+from app.dashboard.views.common import (
+    TabView,
+    caption,
+    csv_download,
+    friendly,
+    guarded,
+    hv_pane,
+    live,
+    no_selection,
+)
+
+DEFAULT_X = "ndcg@10"
+DEFAULT_Y = "coverage"
+
+
+class OverviewView(TabView):
+    """Dataset card, sortable leaderboard, two-metric trade-off scatter, live training."""
+
+    x_metric = param.String(default=DEFAULT_X, doc="Metric on the scatter's x axis.")
+    y_metric = param.String(default="recall@10", doc="Metric on the scatter's y axis.")
+    job_id = param.String(default="", doc="The training job this session follows.")
+    tick = param.Integer(default=0, doc="Bumped while a job runs, to refresh its curves.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._cache_board: dict[str, pd.DataFrame] = {}
+        metrics = self.metric_names()
+        self._x = pn.widgets.Select(label="x metric", options=metrics, width=160)
+        self._y = pn.widgets.Select(label="y metric", options=metrics, width=160)
+        if metrics:
+            self.x_metric = DEFAULT_X if DEFAULT_X in metrics else metrics[0]
+            self.y_metric = next((m for m in metrics if m.startswith("recall")), metrics[-1])
+        self._x.value, self._y.value = self.x_metric, self.y_metric
+        self._x.link(self, value="x_metric")
+        self._y.link(self, value="y_metric")
+        self._table = pn.widgets.Tabulator(
+            self.board(),
+            pagination="local",
+            page_size=10,
+            sizing_mode="stretch_width",
+            disabled=True,
+            show_index=False,
+            header_filters=False,
+            selectable=1,
+            hidden_columns=["created"],
+            frozen_columns=["model"],
+        )
+        self._table.on_click(self._on_row_click)
+        self._model = pn.widgets.Select(label="model", options=self._models(), width=140)
+        self._epochs = pn.widgets.IntInput(label="epochs", value=10, start=1, end=500, width=90)
+        self._start = pn.widgets.Button(label="\u25b6 Train", color="primary", width=100)
+        self._cancel = pn.widgets.Button(label="\u25a0 Cancel", color="danger", width=100)
+        self._cancel.disabled = True
+        self._progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="primary")
+        self._status = pn.pane.Markdown("", margin=(5, 10))
+        self._start.on_click(self._on_start)
+        self._cancel.on_click(self._on_cancel)
+        self._poll: Any = None
+
+    # -- data ------------------------------------------------------------------------------
+    def board(self) -> pd.DataFrame:
+        """Leaderboard: the service's run table plus beyond-accuracy means where stored."""
+        frame = self.service.leaderboard()
+        if frame.empty:
+            return pd.DataFrame({"run": [], "model": [], "dataset": []})
+        extra = [self.service.beyond_means(r) for r in frame["run"]]
+        beyond = pd.DataFrame(extra, index=frame.index)
+        frame = pd.concat([frame, beyond.loc[:, ~beyond.columns.isin(frame.columns)]], axis=1)
+        first = ["model", "dataset", "run", "created"]
+        rest = [c for c in frame.columns if c not in first]
+        frame = frame[first + rest]
+        numeric = frame.select_dtypes("number").columns
+        frame[numeric] = frame[numeric].round(4)
+        return frame
+
+    def metric_names(self) -> list[str]:
+        """Numeric leaderboard columns (the metrics that can go on the scatter's axes)."""
+        frame = self.board()
+        return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+
+    def _models(self) -> list[str]:
+        try:
+            return self.service.models()
+        except Exception:  # noqa: BLE001 - the training panel then says so
+            return []
+
+    # -- callbacks -------------------------------------------------------------------------
+    def _on_row_click(self, event: Any) -> None:
+        frame = self._table.value
+        if 0 <= event.row < len(frame):
+            run = str(frame.iloc[event.row]["run"])
+            if run != self.state.run:
+                self.state.run = run
+
+    def _on_start(self, _: Any = None) -> None:
+        dataset = self.state.dataset or self.service.default_source
+        source = self.service.source_of(dataset)
+        try:
+            job = self.service.start_training(source, self._model.value, self._epochs.value)
+        except Exception as err:  # noqa: BLE001 - shown in the panel
+            self._status.object = f"**Could not start:** {err}"
+            return
+        self.job_id = job.id
+        self._cancel.disabled = False
+        self._start.disabled = True
+        self._status.object = f"Training **{job.model}** on {job.source}\u2026"
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._poll = pn.state.add_periodic_callback(self._refresh_job, period=500)
+
+    def _on_cancel(self, _: Any = None) -> None:
+        job = self.service.job(self.job_id)
+        if job is not None:
+            job.cancel.set()
+            self._status.object = "Cancelling at the end of this epoch\u2026"
+
+    def _refresh_job(self) -> None:
+        job = self.service.job(self.job_id)
+        if job is None:
+            return
+        self._progress.value = int(round(100 * job.progress))
+        self.tick += 1
+        if job.status == "running":
+            return
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+        self._cancel.disabled = True
+        self._start.disabled = False
+        icon = {"done": "\u2705", "cancelled": "\u23f9", "failed": "\u26a0"}.get(job.status, "")
+        self._status.object = f"{icon} {job.message}"
+        self._table.value = self.board()
+        self._x.options = self._y.options = self.metric_names()
+        if job.status == "done" and job.run_id:
+            self.state.run = job.run_id
+
+    # -- panels ----------------------------------------------------------------------------
+    @param.depends("state.run")
+    @guarded
+    def dataset_card(self) -> pn.viewable.Viewable:
+        """Sizes, long tail and user activity of the selected run's dataset."""
+        if not self.state.run:
+            return no_selection("Pick or train a run to see its dataset.")
+        card = self.service.dataset_card(self.state.run)
+        share = card.get("top20_item_share")
+        facts = (
+            f"### {card['name']}\n"
+            f"**{card['n_users']:,}** users \u00b7 **{card['n_items']:,}** items \u00b7 "
+            f"**{card['n_interactions']:,}** interactions \u00b7 density "
+            f"**{card['density']:.2%}**"
+            + (f" \u00b7 top 20% items hold **{share:.0%}** of interactions" if share else "")
+            + f"\n\n<small>{card.get('source', '')}</small>"
+        )
+        return pn.Column(
+            pn.pane.Markdown(facts, margin=(0, 10)),
+            pn.Row(
+                pn.Column(
+                    hv_pane(plots.long_tail(card["item_counts"])),
+                    caption(
+                        "Interactions per item, most popular first (log scale); orange items "
+                        "gather 80% of all interactions, grey ones are the long tail."
+                    ),
+                ),
+                pn.Column(
+                    hv_pane(plots.activity_histogram(card["user_counts"])),
+                    caption(
+                        "How many users have how many interactions (log bins): most users "
+                        "are light, a few very active."
+                    ),
+                ),
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    @param.depends("x_metric", "y_metric", "state.run")
+    @guarded
+    def tradeoff(self) -> pn.viewable.Viewable:
+        """Scatter of every run on the two chosen metrics."""
+        frame = self.board()
+        if frame.empty:
+            return no_selection("No runs yet: train one below or run `reclens demo`.")
+        return hv_pane(
+            plots.tradeoff_scatter(frame, self.x_metric, self.y_metric, selected=self.state.run)
+        )
+
+    @param.depends("tick", "job_id")
+    @guarded
+    def job_curves(self) -> pn.viewable.Viewable:
+        """Live training loss and validation curves of the job this session started."""
+        job = self.service.job(self.job_id)
+        if job is None:
+            return no_selection("Start a run to watch its loss and validation NDCG@10 live.")
+        if not job.reports:
+            return pn.indicators.LoadingSpinner(value=True, size=40, label="loading data\u2026")
+        reports = job.reports
+        if all(r["loss"] is None for r in reports):
+            valid = reports[-1]["valid"]
+            return friendly(
+                f"{job.model} is fitted in closed form (no epochs); validation NDCG@10 = "
+                f"{valid if valid is None else round(valid, 4)}.",
+                "info",
+            )
+        return pn.Column(
+            hv_pane(plots.training_curves(reports, "valid ndcg@10")),
+            caption(
+                "Mean training loss (left) and validation NDCG@10 (right) per epoch; "
+                "training stops early when validation stops improving."
+            ),
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        board = pn.Column(
+            pn.Row(
+                pn.pane.Markdown("### Leaderboard", margin=(0, 10)),
+                pn.HSpacer(),
+                csv_download(self.board, "reclens-leaderboard.csv"),
+            ),
+            self._table,
+            caption(
+                "Every saved run with its test accuracy (recall, NDCG\u2026 at 10 and 20) and "
+                "beyond-accuracy metrics; click a column to sort, a row to select the run."
+            ),
+            sizing_mode="stretch_width",
+        )
+        scatter = pn.Column(
+            pn.Row(self._x, self._y),
+            live(self.tradeoff),
+            caption(
+                "Each point is a run placed by the two chosen metrics; the ringed one is the "
+                "selected run. Look for runs that are good on both axes."
+            ),
+            sizing_mode="stretch_width",
+        )
+        training = pn.Column(
+            pn.pane.Markdown("### Train a model", margin=(0, 10)),
+            pn.Row(self._model, self._epochs, self._start, self._cancel),
+            pn.Row(self._progress, self._status),
+            live(self.job_curves),
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            live(self.dataset_card),
+            board,
+            pn.Row(scatter, training, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,184 @@
+"""Dashboard responsiveness on MovieLens 100K, driven by Playwright with Debian's Chromium.
+
+Prints:
+
+- time from the server accepting connections to the first complete page (the Explain tab of a
+  user: sentence, attribution bars, paths and fidelity curves drawn, no loading spinner left);
+  target under 3 s;
+- time from selecting another user (typing the id in the sidebar) to every visible plot of
+  the Explain tab being updated; target under 1 s (median of several users);
+- the server's memory before, during and after five concurrent sessions.
+
+Runs are cached: ease, mf and diffrec are trained on ml-100k into ``--runs`` (default
+``artifacts/ui-bench/runs``) only when that folder has no ml-100k run, and their UMAP maps are
+computed before the clock starts. Needs ml-100k under ``$RECLENS_DATA`` (e.g.
+``RECLENS_DATA=/work/shared/data``) and ``/usr/bin/chromium``.
+
+    RECLENS_DATA=/work/shared/data .venv/bin/python bench/ui_bench.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+MODELS = ("ease", "mf", "diffrec")
+SERVER = """
+import sys
+from app.dashboard.server import make_service, serve
+service = make_service(sys.argv[1], "ml-100k")
+serve(service, port=int(sys.argv[2]), show=False, check_unused_sessions=500,
+      unused_session_lifetime=1000)
+"""
+
+
+def prepare_runs(runs: Path, budget: float) -> list[str]:
+    """Train the benchmark runs when missing and compute their maps; returns run ids."""
+    from app.dashboard.engine_service import EngineService, store_beyond
+    from engine import registry
+    from engine.pipeline import train_run
+
+    service = EngineService(runs, default_source="ml-100k")
+    have = {s.model for s in service.summaries(refresh=True) if s.dataset == "ml-100k"}
+    for name in MODELS:
+        if name in have or name not in registry.available_models():
+            continue
+        print(f"training {name} on ml-100k (at most {budget:g} s)...", flush=True)
+        result = train_run(
+            "ml-100k", name, device="cpu", out=runs, train_options={"max_seconds": budget},
+            load_options={"download": False},
+        )  # fmt: skip
+        store_beyond(Path(result.run_dir))
+    ids = service.run_ids("ml-100k")
+    for run_id in ids:
+        for kind in ("items", "users"):
+            service.projection(run_id, kind)
+    return ids
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def settled(page, timeout: float = 60.0) -> None:
+    """Wait until no Panel loading indicator is left and the network is idle."""
+    page.wait_for_function(
+        "() => { const find = (root) => { for (const el of root.querySelectorAll('*')) {"
+        " if (el.classList && el.classList.contains('pn-loading')) return true;"
+        " if (el.shadowRoot && find(el.shadowRoot)) return true; } return false; };"
+        " return !find(document); }",
+        timeout=timeout * 1000,
+        polling=50,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", default=str(ROOT / "artifacts" / "ui-bench" / "runs"))
+    parser.add_argument("--budget", type=float, default=30.0, help="training seconds per model")
+    parser.add_argument("--users", type=int, default=5, help="user switches measured")
+    args = parser.parse_args()
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        print("ui_bench: chromium not found; skipped")
+        return 0
+    from data.errors import ReclensError
+
+    runs = Path(args.runs)
+    try:
+        ids = prepare_runs(runs, args.budget)
+    except ReclensError as err:
+        print(f"ui_bench: skipped ({err})")
+        return 0
+    from playwright.sync_api import sync_playwright
+
+    from app.dashboard.engine_service import EngineService
+    from app.dashboard.server import free_port
+
+    service = EngineService(runs, default_source="ml-100k")
+    ease = next(i for i in ids if "/ease-" in i)
+    loaded = service.load(ease)
+    users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(runs), str(port)], cwd=ROOT)
+    try:
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise SystemExit("ui_bench: the server exited") from None
+                time.sleep(0.05)
+        ready = time.perf_counter()
+        url = f"http://127.0.0.1:{port}/?run={ease}&tab=explain"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{url}&user={users[0]}", timeout=120_000)
+            page.get_by_text(f"is recommended to user {users[0]}").wait_for(timeout=120_000)
+            settled(page)
+            first = time.perf_counter() - ready
+            print(f"first complete page (Explain, ml-100k): {first:.2f} s (target < 3 s)")
+            times = []
+            box = page.get_by_placeholder("type a user id")
+            for user in users[1 : 1 + args.users]:
+                start = time.perf_counter()
+                box.fill(user)
+                box.press("Enter")
+                page.get_by_text(f"is recommended to user {user}").wait_for(timeout=60_000)
+                settled(page)
+                times.append(time.perf_counter() - start)
+            print(
+                "select another user -> all visible plots updated: median "
+                f"{statistics.median(times):.2f} s, max {max(times):.2f} s over {len(times)} "
+                "users (target < 1 s)"
+            )
+            before = rss_mb(proc.pid)
+            contexts = [browser.new_context() for _ in range(5)]
+            for context, user in zip(contexts, users[10:15], strict=True):
+                context.new_page().goto(f"{url}&user={user}", timeout=120_000)
+            for context, user in zip(contexts, users[10:15], strict=True):
+                context.pages[0].get_by_text(f"is recommended to user {user}").wait_for(
+                    timeout=120_000
+                )
+            peak = rss_mb(proc.pid)
+            for context in contexts:
+                context.close()
+            time.sleep(10)
+            after = rss_mb(proc.pid)
+            print(
+                f"server memory: {before:.0f} MiB before 5 sessions, {peak:.0f} MiB with them, "
+                f"{after:.0f} MiB 10 s after they closed"
+            )
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

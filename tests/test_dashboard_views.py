@@ -1,0 +1,349 @@
+"""Dashboard views and the engine service on a small synthetic run folder.
+
+A tiny ease, mf and diffrec are trained once per test session into a temporary runs folder;
+each view is instantiated around them and the tests check that changing the selected user,
+item, K (or the view's own controls) changes what is plotted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.dashboard import engine_service
+from app.dashboard.app import Page, load_extensions
+from app.dashboard.engine_service import DashboardError, EngineService
+from data.errors import ReclensError
+
+DATA = {"n_users": 200, "n_items": 150, "n_interactions": 4000}
+MODELS = ("ease", "mf", "diffrec")
+
+
+def build_runs(root: Path) -> Path:
+    """Train the tiny models into ``root`` once (reused by every dashboard test module)."""
+    from engine import registry
+    from engine.pipeline import train_run
+
+    runs = root / "runs"
+    if not (runs / ".ready").exists():
+        available = set(registry.available_models())
+        for name in MODELS:
+            if name in available:
+                train_run("synthetic", name, device="cpu", epochs=2, out=runs, load_options=DATA)
+        (runs / ".ready").write_text("ok")
+    return runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> object:
+    """One torch thread, as the dashboard server uses (fast on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_runs(tmp_path_factory.getbasetemp() / "reclens_dashboard")
+
+
+@pytest.fixture(scope="module")
+def service(runs_dir: Path) -> EngineService:
+    load_extensions()
+    return EngineService(runs_dir, data_options=DATA, projection_method="pca")
+
+
+def run_of(service: EngineService, model: str) -> str:
+    return next(r for r, s in zip(service.run_ids(), service.summaries(), strict=True)
+                if s.model == model)  # fmt: skip
+
+
+@pytest.fixture()
+def dash(service: EngineService) -> Page:
+    return Page(service, {"run": run_of(service, "ease"), "user": "1"})
+
+
+def two_users(service: EngineService, run: str) -> tuple[str, str]:
+    loaded = service.load(run)
+    users = loaded.split.eval_users("test")
+    return tuple(str(loaded.users["id"].iloc[int(u)]) for u in users[:2])  # type: ignore[return-value]
+
+
+def hv_objects(panel) -> list:
+    """Every HoloViews object inside a Panel layout (depth first)."""
+    found = []
+    stack = [panel]
+    while stack:
+        obj = stack.pop()
+        if hasattr(obj, "object") and isinstance(obj.object, hv.core.Dimensioned):
+            found.append(obj.object)
+        stack.extend(getattr(obj, "objects", []) or [])
+    return found
+
+
+# -- service ---------------------------------------------------------------------------------
+def test_service_lists_and_validates_runs(service: EngineService) -> None:
+    ids = service.run_ids()
+    assert len(ids) >= 2 and all(i.startswith("synthetic/") for i in ids)
+    for bad in ("../../etc", "/etc/passwd", "synthetic/../..", ""):
+        with pytest.raises(DashboardError, match="not in the runs folder"):
+            service.load(bad)
+    board = service.leaderboard()
+    assert set(board["run"]) == set(ids)
+    assert "ndcg@10" in board.columns
+
+
+def test_recommend_follows_k_and_whatif_history(service: EngineService) -> None:
+    run = run_of(service, "ease")
+    user = two_users(service, run)[0]
+    top5 = service.recommend(run, user, 5)
+    top10 = service.recommend(run, user, 10)
+    assert len(top5) == 5 and len(top10) == 10
+    assert top10["id"].tolist()[:5] == top5["id"].tolist()
+    hist = service.history_table(run, user)
+    assert not set(top10["item"]) & set(hist["item"])
+    edited = service.recommend(run, user, 10, history=hist["item"].to_numpy()[: len(hist) // 2])
+    assert edited["id"].tolist() != top10["id"].tolist()
+    with pytest.raises(ReclensError, match="not in dataset"):
+        service.recommend(run, "no-such-user", 5)
+
+
+def test_explanation_covers_history(service: EngineService) -> None:
+    run = run_of(service, "ease")
+    user = two_users(service, run)[0]
+    item = service.recommend(run, user, 3)["id"].iloc[0]
+    exp = service.explain(run, user, item)
+    hist = service.history_table(run, user)
+    assert sorted(exp["attributions"]["id"]) == sorted(hist["id"])
+    assert exp["paths"].shape == (len(exp["path_labels"]), exp["alphas"].shape[0])
+    assert 0 <= exp["chosen"] < exp["paths"].shape[0]
+    curves = service.fidelity(run, user, item, ("random",))
+    assert set(curves["explainer"]) == {"spinrec", "random"}
+    assert set(curves["kind"]) == {"deletion", "insertion"}
+
+
+def test_training_job_runs_in_background_and_can_be_cancelled(
+    tmp_path: Path, service: EngineService
+) -> None:
+    local = EngineService(tmp_path / "runs", data_options=DATA)
+    job = local.start_training("synthetic", "ease")
+    assert job.thread is not None
+    job.thread.join(timeout=120)
+    assert job.status == "done", job.message
+    assert job.run_id in local.run_ids()
+    slow = local.start_training("synthetic", "mf", epochs=5000, train_options={"patience": 0})
+    deadline = time.time() + 60
+    while not slow.reports and time.time() < deadline:
+        time.sleep(0.2)
+    slow.cancel.set()
+    slow.thread.join(timeout=120)
+    assert slow.status == "cancelled"
+    assert len(local.run_ids()) == 1
+
+
+# -- page ------------------------------------------------------------------------------------
+def test_page_restores_url_and_reports_bad_input(service: EngineService) -> None:
+    run = run_of(service, "mf")
+    dash = Page(service, {"run": run, "user": "3", "tab": "explain", "item": "7"})
+    assert (dash.state.run, dash.state.user, dash.state.item) == (run, "3", "7")
+    assert dash.tabs.active == 2 and dash.state.message == ""
+    unknown = Page(service, {"user": "999999"})
+    assert "999999" in unknown.state.message and "pick a user" in unknown.state.message
+    missing = Page(service, {"run": "synthetic/nope", "tab": "bogus"})
+    assert "synthetic/nope" in missing.state.message
+    assert missing.state.run in service.run_ids() and missing.state.tab == "overview"
+    empty = Page(EngineService(Path("/nonexistent/reclens-runs")), {})
+    assert "reclens demo" in empty.state.message
+    dash.template()  # builds without error
+    dash.dispose()
+    assert not dash.views
+
+
+def test_tab_selection_is_two_way(dash: Page) -> None:
+    dash.state.tab = "fairness"
+    assert dash.tabs.active == 4
+    dash.tabs.active = 1
+    assert dash.state.tab == "embeddings"
+
+
+# -- views -----------------------------------------------------------------------------------
+def test_overview_scatter_follows_metrics(dash: Page) -> None:
+    view = dash.views["overview"]
+    first = view.tradeoff().object
+    view.x_metric = "recall@20"
+    second = view.tradeoff().object
+    assert first.Points.I.kdims[0].name != second.Points.I.kdims[0].name
+    card = view.dataset_card()
+    plots = hv_objects(card)
+    assert len(plots) == 2
+    hist = next(p for p in plots if isinstance(p, hv.Histogram))
+    assert sum(hist.dimension_values("users")) == 200
+
+
+def test_embeddings_highlights_follow_user_and_item(dash: Page, service: EngineService) -> None:
+    view = dash.views["embeddings"]
+    run = dash.state.run
+    a, b = two_users(service, run)
+    first = view.item_highlights(run, a, 10, "")
+    second = view.item_highlights(run, b, 10, "")
+    assert list(first)[0].data["id"].tolist() != list(second)[0].data["id"].tolist()
+    assert len(list(view.item_highlights(run, a, 5, ""))[2].data) == 5
+    assert len(list(first)[2].data) == 10
+    chosen = view.item_highlights(run, a, 10, "4")
+    assert list(chosen)[3].data["id"].tolist() == ["4"]
+    genre = view.item_points(run, "genre")
+    pop = view.item_points(run, "popularity")
+    assert genre.opts.get().kwargs["color"] == "genre"
+    assert pop.opts.get().kwargs["color"] == "popularity"
+    assert isinstance(view.maps(), object)
+    frame = view.user_frame()
+    view._on_user_tap(float(frame["x"].iloc[5]), float(frame["y"].iloc[5]))
+    assert dash.state.user == str(frame["id"].iloc[5])
+    dash.state.item = "4"
+    table = view.neighbours_panel()[1].value
+    assert "4" not in table["id"].tolist() and len(table) == 10
+
+
+def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> None:
+    view = dash.views["explain"]
+    a, b = two_users(service, dash.state.run)
+    dash.state.user = a
+    bars_a = view.explanation().get("attributions")
+    dash.state.user = b
+    bars_b = view.explanation().get("attributions")
+    assert bars_a["id"].tolist() != bars_b["id"].tolist()
+    view.explanation_panel()  # pushes the explanation into the persistent plots
+    bars = view.bars_element(top=5)
+    assert isinstance(bars, hv.Bars) and len(bars.data) == min(5, len(bars_b))
+    assert set(bars.data["id"]) <= set(bars_b["id"])
+    others, best = list(view.paths_element())
+    assert len(others.split()) + 1 == len(view._exp["path_labels"])
+    assert "user " + b in view._sentence.object
+    dash.state.k = 5
+    view.recs_panel()
+    assert len(view._recs_table.value) == 5
+    dash.state.k = 12
+    view.recs_panel()
+    assert len(view._recs_table.value) == 12
+    second = view.recommendations()["id"].iloc[1]
+    first_target = view.target()
+    dash.state.item = second
+    assert view.target() == second != first_target
+    hist_item = service.history_table(dash.state.run, b)["id"].iloc[0]
+    dash.state.item = hist_item  # an item of the history is not recommendable: top-1 instead
+    assert view.target() == view.recommendations()["id"].iloc[0]
+    fid = view.fidelity_panel()
+    assert len(hv_objects(fid)) >= 2
+
+
+def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
+    view = dash.views["explain"]
+    dash.state.user = two_users(service, dash.state.run)[0]
+    before = view.recommendations()["id"].tolist()
+    view.whatif = True
+    assert view.edited == service.history_table(dash.state.run, dash.state.user)["id"].tolist()
+    view.edited = view.edited[: max(1, len(view.edited) // 3)]
+    after = view.recommendations()["id"].tolist()
+    assert after != before
+    view.recs_panel()
+    assert "change" in view._recs_table.value.columns
+    exp = view.explanation()
+    assert sorted(exp["attributions"]["id"]) == sorted(view.edited)
+
+
+def test_compare_runs_side_by_side(dash: Page, service: EngineService) -> None:
+    view = dash.views["explain"]
+    assert isinstance(view.compare_panel(), object)
+    dash.state.compare = [run_of(service, "mf")]
+    table = view.compare_panel()[1].value
+    assert table.shape[1] == 4  # rank, two runs, overlap
+    assert len(table) == dash.state.k
+
+
+def test_fairness_follows_user_and_k(dash: Page, service: EngineService) -> None:
+    view = dash.views["fairness"]
+    a, b = two_users(service, dash.state.run)
+    dash.state.user = a
+    lines_a = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.Overlay)]
+    dash.state.user = b
+    lines_b = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.Overlay)]
+    va = [o.VLine.I.data for o in lines_a if "VLine" in o.keys()[0][0] or len(o) > 1]
+    vb = [o.VLine.I.data for o in lines_b if len(o) > 1]
+    assert va and vb and va != vb
+    k10 = service.exposure(dash.state.run, 10)["exposure"].sum()
+    dash.state.k = 5
+    k5 = service.exposure(dash.state.run, 5)["exposure"].sum()
+    assert k10 == 2 * k5
+    exposure = hv_objects(view.exposure_panel())
+    assert any("Gini" in str(o.opts.get().kwargs.get("title", "")) for o in exposure)
+    view.group_by = "community"
+    groups = view.group_panel()
+    bars = [o for o in hv_objects(groups) if isinstance(o, hv.Bars)]
+    assert bars and len(bars[0].data) == service.load(dash.state.run).users["community"].nunique()
+    assert isinstance(view.per_user(), pd.DataFrame)
+
+
+def test_diffusion_follows_step_and_user(
+    dash: Page, service: EngineService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "diffrec" not in {s.model for s in service.summaries()}:
+        pytest.skip("diffrec is not registered")
+    dash.state.run = run_of(service, "diffrec")
+    view = dash.views["diffusion"]
+    a, b = two_users(service, dash.state.run)
+    dash.state.user = a
+    assert isinstance(view.trajectory_panel(), object)
+    n_steps = view.trajectory().n_steps
+    assert view._player.end == n_steps - 1
+    first, last = view.topk_at(0), view.topk_at(n_steps - 1)
+    assert first["move"].eq("new").all() and not last["move"].eq("new").all()
+    view.step = n_steps - 1
+    assert view._topk.value["title"].tolist() == last["title"].tolist()
+    pos0 = view.position_element(0).data[["x", "y"]].to_numpy()
+    pos1 = view.position_element(n_steps - 1).data[["x", "y"]].to_numpy()
+    assert not np.allclose(pos0, pos1)
+    heat_a = view.heat_element(dash.state.run, a, 10, 1, 0, False).Image.I.data
+    dash.state.user = b
+    heat_b = view.heat_element(dash.state.run, b, 10, 1, 0, False).Image.I.data
+    assert heat_a.shape != heat_b.shape or not np.allclose(heat_a, heat_b)
+    view.fan, view.noise_steps = 3, 1
+    fan = view.map_element(dash.state.run, b, 10, 3, 1, False).Path.Trajectory
+    assert len(fan.split()) == 3
+    monkeypatch.setattr(engine_service, "TOY_ITERS", 100)
+    view.toy_steps = 5
+    view.toy_panel()
+    frames = [list(view.toy_element(f))[-1].data for f in (0, 5)]
+    assert len(frames[0]) == 400 and not np.allclose(frames[0], frames[1])
+
+
+def test_session_dispose_drops_caches(dash: Page) -> None:
+    view = dash.views["explain"]
+    view.recommendations()
+    assert view._cache_recs
+    dash.dispose()
+    assert not view._cache_recs
+
+
+def test_csv_export_and_html_export(dash: Page, service: EngineService) -> None:
+    from app.dashboard.export import diffusion_holomap, export_html
+
+    dash.state.run = run_of(service, "diffrec")
+    holomap = diffusion_holomap(dash.service, dash.state)
+    assert holomap is not None and len(holomap.keys()) >= 2
+
+    data = export_html(dash.service, dash.state).getvalue()
+    assert b"<html" in data.lower() and b"Why" in data and len(data) > 100_000
+    assert b"cdn.bokeh.org" not in data  # inline resources: works offline
+
+
+def test_view_arrays_are_finite(dash: Page) -> None:
+    frame = dash.views["embeddings"].item_frame()
+    assert np.isfinite(frame[["x", "y"]].to_numpy()).all()

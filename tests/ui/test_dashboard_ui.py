@@ -1,0 +1,133 @@
+"""Browser tests of the dashboard (pytest-playwright with Debian's Chromium).
+
+One server subprocess serves a small synthetic runs folder for the whole module. Screenshots of
+the five tabs go to ``test-results/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+from ui_support import CHROMIUM, Server, save_shot
+
+pytestmark = [
+    pytest.mark.ui,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
+]
+TIMEOUT = 90_000
+
+
+def users_and_runs(server: Server) -> tuple[list[str], str]:
+    """Two evaluated users and the diffrec run id (read through the engine, like the server)."""
+    from app.dashboard.engine_service import EngineService
+
+    service = EngineService(server.runs, projection_method="pca")
+    runs = {s.model: service.run_id_of(s.path) for s in service.summaries()}
+    loaded = service.load(runs.get("ease") or next(iter(runs.values())))
+    users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:6]]
+    return users, runs.get("diffrec", "")
+
+
+def open_page(page: Page, server: Server, query: str = "") -> list[str]:
+    """Open the dashboard with ``query``; returns the list the console errors go to."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    page.goto(server.url + query, timeout=TIMEOUT)
+    return errors
+
+
+def test_page_loads_without_console_errors(page: Page, ui_server: Server) -> None:
+    errors = open_page(page, ui_server)
+    expect(page.get_by_text("Leaderboard")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("gather 80% of all")).to_be_visible(timeout=TIMEOUT)
+    assert page.locator("canvas").count() >= 2
+    page.wait_for_load_state("networkidle")
+    save_shot(page, "overview")
+    assert errors == []
+
+
+def test_picking_a_user_fills_explain(page: Page, ui_server: Server) -> None:
+    users, _ = users_and_runs(ui_server)
+    errors = open_page(page, ui_server, f"?tab=explain&user={users[0]}")
+    expect(page.get_by_text(f"is recommended to user {users[0]}")).to_be_visible(timeout=TIMEOUT)
+    box = page.get_by_placeholder("type a user id")
+    box.fill(users[1])
+    box.press("Enter")
+    expect(page.get_by_text(f"is recommended to user {users[1]}")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("pushed the recommendation up")).to_be_visible()
+    assert page.locator("canvas").count() >= 2  # attribution bars and path curves are drawn
+    assert f"user={users[1]}" in page.url
+    time.sleep(1)
+    save_shot(page, "explain")
+    assert errors == []
+
+
+def test_diffusion_player_advances(page: Page, ui_server: Server) -> None:
+    users, diffrec = users_and_runs(ui_server)
+    if not diffrec:
+        pytest.skip("no diffrec run")
+    errors = open_page(page, ui_server, f"?tab=diffusion&run={diffrec}&user={users[0]}")
+    expect(page.get_by_text("Top-K at this step")).to_be_visible(timeout=TIMEOUT)
+    new_cells = page.locator(".tabulator-cell", has_text=re.compile(r"^new$"))
+    expect(new_cells).to_have_count(10, timeout=TIMEOUT)  # step 0: every item is new
+    page.locator("button.next").first.click()
+    page.locator("button.next").first.click()
+    expect(new_cells).not_to_have_count(10, timeout=TIMEOUT)
+    time.sleep(1)
+    save_shot(page, "diffusion")
+    assert errors == []
+
+
+def test_url_restores_view(page: Page, ui_server: Server) -> None:
+    users, _ = users_and_runs(ui_server)
+    open_page(page, ui_server, f"?tab=fairness&user={users[2]}")
+    expect(page.get_by_text(f"User {users[2]} against all evaluated users")).to_be_visible(
+        timeout=TIMEOUT
+    )
+    time.sleep(1)
+    save_shot(page, "fairness")
+    errors = open_page(page, ui_server, f"?tab=embeddings&user={users[2]}&item=3")
+    expect(page.get_by_text("Nearest to")).to_be_visible(timeout=TIMEOUT)
+    time.sleep(1)
+    save_shot(page, "embeddings")
+    assert errors == []
+
+
+def test_unknown_user_shows_friendly_message(page: Page, ui_server: Server) -> None:
+    open_page(page, ui_server, "?tab=explain&user=no-such-user")
+    expect(page.get_by_text("'no-such-user' is not in dataset").first).to_be_visible(
+        timeout=TIMEOUT
+    )
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_five_sessions_get_their_own_views_and_memory_returns(
+    browser: Browser, ui_server: Server
+) -> None:
+    users, _ = users_and_runs(ui_server)
+    warm = browser.new_context()
+    open_page(warm.new_page(), ui_server, f"?tab=explain&user={users[5]}")
+    warm.close()
+    time.sleep(4)
+    before = ui_server.rss_mb()
+    contexts = [browser.new_context() for _ in range(5)]
+    pages = [c.new_page() for c in contexts]
+    for page, user in zip(pages, users[:5], strict=True):
+        open_page(page, ui_server, f"?tab=explain&user={user}")
+    for page, user in zip(pages, users[:5], strict=True):
+        expect(page.get_by_text(f"is recommended to user {user}")).to_be_visible(timeout=TIMEOUT)
+    peak = ui_server.rss_mb()
+    for context in contexts:
+        context.close()
+    deadline = time.time() + 30
+    after = ui_server.rss_mb()
+    while after > before + 60 and time.time() < deadline:
+        time.sleep(2)
+        after = ui_server.rss_mb()
+    print(f"server RSS: before {before:.0f} MiB, peak {peak:.0f} MiB, after {after:.0f} MiB")
+    assert after <= before + 60, (before, peak, after)
