@@ -25,9 +25,13 @@ SOURCE_HELP = (
 def add_source_options(parser: argparse.ArgumentParser) -> None:
     """Add the positional SOURCE and the column overrides (``--user-col`` ...) to ``parser``."""
     parser.add_argument("source", metavar="SOURCE", help=SOURCE_HELP)
-    group = parser.add_argument_group(
-        "columns (for CSV/TSV/Parquet, RecBole and pre-split sources)"
+    add_column_options(
+        parser.add_argument_group("columns (for CSV/TSV/Parquet, RecBole and pre-split sources)")
     )
+
+
+def add_column_options(group: argparse._ActionsContainer) -> None:
+    """Add ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col`` and ``--items``."""
     group.add_argument("--user-col", metavar="NAME", help="column of user ids")
     group.add_argument("--item-col", metavar="NAME", help="column of item ids")
     group.add_argument("--rating-col", metavar="NAME", help="column of ratings")

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.cli_data import SOURCE_HELP
+from app.cli_data import SOURCE_HELP, add_column_options
 from data.errors import ReclensError
 from engine import registry
 from engine.pipeline import KS, RunResult, train_run
@@ -80,11 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="loader option, repeatable (e.g. n_users=500 for synthetic)",
     )
-    data.add_argument("--user-col", metavar="NAME", help="column of user ids")
-    data.add_argument("--item-col", metavar="NAME", help="column of item ids")
-    data.add_argument("--rating-col", metavar="NAME", help="column of ratings")
-    data.add_argument("--time-col", metavar="NAME", help="column of timestamps")
-    data.add_argument("--items", dest="items_path", metavar="FILE", help="items file")
+    add_column_options(data)
     parser.set_defaults(func=cmd_train)
 
 
