@@ -13,7 +13,14 @@ import sys
 
 from data.errors import ReclensError
 
-COMMAND_MODULES = ("app.cli_data",)
+COMMAND_MODULES = (
+    "app.cli_data",
+    "app.cli_train",
+    "app.cli_metrics",
+    "app.cli_fidelity",
+    "app.cli_serve",
+    "app.cli_trajectory",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,431 @@
+"""DiffRec's reverse trajectory for one user, as tables the dashboard and CLI can draw.
+
+At inference DiffRec starts from the user's history x (noised ``noise_steps`` steps, usually
+not at all) and walks t = T-1 .. 0, each step predicting x_0 from the current state x_t and
+moving to the posterior mean of q(x_{t-1} | x_t, x0_hat). With the paper's tiny noise x_t
+barely moves, so the story is told by the x_0 prediction of each step: which items rise into
+the top K, how the ranking metrics against the user's held-out items evolve, and where the
+prediction sits on the 2D item map (the score-weighted centroid of its top-N items).
+
+:func:`trajectory` records one user's walk for one or several noise seeds (a "fan" when
+``noise_steps > 0`` or with ``sampling_noise``); :func:`trajectory_for_run` does the same for a
+saved run and a raw user id, with the run's split and item map.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from data.errors import ReclensError
+from engine.evaluate import ranking_metrics
+from engine.models.diffrec import DiffRec
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One user's reverse trajectories, one per noise seed.
+
+    ``steps``: one row per (seed, step), ordered by seed then step, columns
+
+    - ``seed``, ``step`` (0 .. T-1, in walking order), ``t`` (the diffusion step, T-1 .. 0);
+    - schedule: ``beta``, ``alpha_bar``, ``alpha_bar_prev``, ``coef_x0`` and ``coef_xt`` (the
+      posterior mean is ``coef_x0 * x0_hat + coef_xt * x_t``), ``posterior_variance``;
+    - state x_t fed to the step: ``xt_norm`` (L2), ``xt_dist`` (L2 distance to the history),
+      ``xt_move`` (L2 distance to the previous step's state, 0 at step 0);
+    - prediction x0_hat: ``x0_norm``, ``x0_change`` (L2 distance to the previous step's
+      prediction, null at step 0), ``x0_history`` / ``x0_heldout`` / ``x0_other`` (mean
+      predicted value over history, held-out and remaining items; null when empty);
+    - ranking (masked items excluded): ``topk`` (item indices, List[Int64]), ``topk_raw`` (raw
+      ids, List[String]), ``topk_scores`` (List[Float64]), ``rank_change`` (List[Int64]: previous
+      step's rank minus this rank, positive = moved up; nulls at step 0), ``n_new`` (top-K items
+      not in the previous step's top K; K at step 0), ``recall@K``, ``ndcg@K`` (null when the
+      user has no held-out items);
+    - ``x``, ``y``: score-weighted centroid of the top-N items on the item map (null without
+      coordinates).
+
+    ``items``: one row per (seed, step, tracked item) for a heat strip; the tracked items are
+    the union of every step's top N. Columns ``seed``, ``step``, ``t``, ``item``, ``raw_id``,
+    ``score``, ``rank`` (1-based among unmasked items, null when masked), ``in_topk``,
+    ``heldout``.
+
+    ``predictions``: float32 [n_seeds, T, n_items], each step's x_0 prediction (the last one is
+    the model's score for the user); ``states``: float32 [n_seeds, T + 1, n_items], the state
+    fed to each step and then the final one; ``history`` / ``heldout``: item indices.
+    """
+
+    steps: pl.DataFrame
+    items: pl.DataFrame
+    predictions: np.ndarray
+    states: np.ndarray
+    seeds: tuple[int, ...]
+    k: int
+    top_n: int
+    noise_steps: int
+    sampling_noise: bool
+    history: np.ndarray
+    heldout: np.ndarray
+    user: str | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """T, the number of reverse steps."""
+        return int(self.predictions.shape[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``user``, settings and ``steps`` (a list, one object a row).
+
+        Each step has ``seed``, ``step``, ``t``, ``recall@K``, ``ndcg@K``, ``topk`` (raw item
+        ids), ``topk_index``, ``topk_scores``, ``rank_change``, ``x``, ``y`` and the schedule and
+        state columns; NaN becomes null.
+        """
+        rows = []
+        for row in self.steps.iter_rows(named=True):
+            row["topk_index"] = row.pop("topk")
+            row["topk"] = row.pop("topk_raw")
+            rows.append({key: _clean(value) for key, value in row.items()})
+        return {
+            "user": self.user,
+            "k": self.k,
+            "top_n": self.top_n,
+            "noise_steps": self.noise_steps,
+            "sampling_noise": self.sampling_noise,
+            "seeds": list(self.seeds),
+            "n_steps": self.n_steps,
+            "steps": rows,
+        }
+
+
+@torch.no_grad()
+def trajectory(
+    model: DiffRec,
+    history: np.ndarray | torch.Tensor,
+    heldout_items: Sequence[int] | np.ndarray,
+    coords: np.ndarray | None = None,
+    *,
+    k: int = 10,
+    top_n: int = 20,
+    noise_steps: int = 0,
+    seeds: Sequence[int] = (0,),
+    sampling_noise: bool = False,
+    mask: np.ndarray | None = None,
+    item_raw_ids: Sequence[str] | np.ndarray | None = None,
+    user: str | None = None,
+) -> Trajectory:
+    """Record the reverse trajectory of one user (see :class:`Trajectory`).
+
+    ``history``: the model's input [n_items] (0/1); ``heldout_items``: item indices the metrics
+    count as relevant; ``coords``: item map [n_items, 2] or None; ``mask``: bool [n_items] of
+    items excluded from ranking (default: the history's items); ``noise_steps`` T' noises the
+    history first and ``sampling_noise`` adds the posterior noise, both drawn per seed.
+    The model is run in eval mode (its mode is restored after).
+    """
+    if not isinstance(model, DiffRec):
+        raise ReclensError(f"trajectories need a diffrec model, got {type(model).__name__}")
+    n_items = model.n_items
+    x = torch.as_tensor(np.asarray(history, dtype=np.float32)).reshape(-1)
+    if x.shape[0] != n_items:
+        raise ReclensError(f"history has {x.shape[0]} items, the model {n_items}")
+    if k < 1 or top_n < 1:
+        raise ReclensError(f"k and top_n must be at least 1, got k={k}, top_n={top_n}")
+    if not 0 <= noise_steps <= model.steps:
+        raise ReclensError(f"noise steps must be within 0..{model.steps}, got {noise_steps}")
+    if coords is not None and np.shape(coords) != (n_items, 2):
+        raise ReclensError(f"item coordinates must be [{n_items}, 2], got {np.shape(coords)}")
+    seeds = tuple(int(s) for s in seeds) or (0,)
+    hist_np = x.numpy()
+    masked = hist_np > 0 if mask is None else np.asarray(mask, dtype=bool).reshape(-1)
+    heldout = np.unique(np.asarray(heldout_items, dtype=np.int64))
+    raw = np.asarray(item_raw_ids if item_raw_ids is not None else np.arange(n_items)).astype(str)
+    k_eff = min(k, int((~masked).sum()))
+    if k_eff < 1:
+        raise ReclensError("every item is masked: nothing left to rank")
+
+    predictions, states = _walk(model, x, noise_steps, seeds, sampling_noise)
+    sched = model.schedule
+    ts = list(reversed(range(model.steps)))
+    is_heldout = np.zeros(n_items, dtype=bool)
+    is_heldout[heldout] = True
+    groups = {
+        "x0_history": hist_np > 0,
+        "x0_heldout": is_heldout,
+        "x0_other": ~(hist_np > 0) & ~is_heldout,
+    }
+
+    step_rows: list[dict[str, Any]] = []
+    ranks_all = np.empty((len(seeds), len(ts), n_items), dtype=np.int64)
+    top_items: set[int] = set()
+    for si, seed in enumerate(seeds):
+        prev_rank: np.ndarray | None = None
+        prev_top: np.ndarray | None = None
+        for step, t in enumerate(ts):
+            scores = predictions[si, step]
+            state = states[si, step]
+            ranked, rank = _ranking(scores, masked)
+            ranks_all[si, step] = rank
+            top = ranked[:k_eff]
+            top_items.update(ranked[:top_n].tolist())
+            hits = torch.from_numpy(is_heldout[top].astype(np.float64))[None]
+            metrics = ranking_metrics(hits, torch.tensor([float(len(heldout))]), (k_eff,))
+            recall = float(metrics[f"recall@{k_eff}"][0]) if len(heldout) else None
+            ndcg = float(metrics[f"ndcg@{k_eff}"][0]) if len(heldout) else None
+            xy = _centroid(scores, ranked[:top_n], coords)
+            row: dict[str, Any] = {
+                "seed": seed,
+                "step": step,
+                "t": t,
+                "beta": float(sched["betas"][t]),
+                "alpha_bar": float(sched["alphas_cumprod"][t]),
+                "alpha_bar_prev": float(sched["alphas_cumprod_prev"][t]),
+                "coef_x0": float(sched["posterior_mean_coef1"][t]),
+                "coef_xt": float(sched["posterior_mean_coef2"][t]),
+                "posterior_variance": float(sched["posterior_variance"][t]),
+                "xt_norm": float(np.linalg.norm(state)),
+                "xt_dist": float(np.linalg.norm(state - hist_np)),
+                "xt_move": float(np.linalg.norm(state - states[si, step - 1])) if step else 0.0,
+                "x0_norm": float(np.linalg.norm(scores)),
+                "x0_change": (
+                    float(np.linalg.norm(scores - predictions[si, step - 1])) if step else None
+                ),
+                **{
+                    name: float(scores[sel].mean()) if sel.any() else None
+                    for name, sel in groups.items()
+                },
+                "topk": top.tolist(),
+                "topk_raw": raw[top].tolist(),
+                "topk_scores": scores[top].astype(np.float64).tolist(),
+                "rank_change": (
+                    (prev_rank[top] - rank[top]).tolist()
+                    if prev_rank is not None
+                    else [None] * len(top)
+                ),
+                "n_new": int(len(top) - len(np.intersect1d(top, prev_top)))
+                if prev_top is not None
+                else len(top),
+                f"recall@{k}": recall,
+                f"ndcg@{k}": ndcg,
+                "x": xy[0],
+                "y": xy[1],
+            }
+            step_rows.append(row)
+            prev_rank, prev_top = rank, top
+
+    steps = pl.DataFrame(step_rows, schema=_steps_schema(k))
+    items = _items_table(
+        seeds,
+        ts,
+        np.array(sorted(top_items)),
+        predictions,
+        ranks_all,
+        masked,
+        k_eff,
+        is_heldout,
+        raw,
+    )
+    return Trajectory(
+        steps=steps,
+        items=items,
+        predictions=predictions,
+        states=states,
+        seeds=seeds,
+        k=k,
+        top_n=top_n,
+        noise_steps=noise_steps,
+        sampling_noise=sampling_noise,
+        history=np.flatnonzero(hist_np > 0),
+        heldout=heldout,
+        user=user,
+    )
+
+
+def trajectory_for_run(
+    run: Any,
+    user: str | int,
+    *,
+    k: int = 10,
+    top_n: int = 20,
+    noise_steps: int = 0,
+    seeds: Sequence[int] = (0,),
+    sampling_noise: bool = False,
+    coords: np.ndarray | None = None,
+    projection: str = "umap",
+) -> Trajectory:
+    """The trajectory of the user with raw id ``user`` in a saved diffrec ``run``.
+
+    The input is the user's train row, the metrics count the test items, and train and valid
+    items are masked, as in :func:`engine.evaluate.evaluate` on the test part (so the last
+    step's metrics are the user's evaluation metrics). ``coords`` [n_items, 2] defaults to the
+    run's item map (:func:`engine.projection.run_projection`, ``method=projection``).
+    """
+    from engine.pipeline import load_context
+
+    model = run.model
+    if not isinstance(model, DiffRec):
+        name = getattr(model, "name", type(model).__name__)
+        raise ReclensError(
+            f"run {getattr(run, 'path', '')} holds a {name} model: "
+            "denoising trajectories exist only for diffrec runs"
+        )
+    dataset, split = load_context(run)
+    u = dataset.user_index(user)
+    history = np.asarray(split.train[u].todense(), dtype=np.float32).reshape(-1)
+    heldout = split.test[u].indices.astype(np.int64)
+    mask = np.asarray(split.mask("test")[u].todense()).reshape(-1) > 0
+    if coords is None:
+        from engine.projection import run_projection
+
+        coords = np.asarray(run_projection(run, kind="items", method=projection))
+    return trajectory(
+        model,
+        history,
+        heldout,
+        coords,
+        k=k,
+        top_n=top_n,
+        noise_steps=noise_steps,
+        seeds=seeds,
+        sampling_noise=sampling_noise,
+        mask=mask,
+        item_raw_ids=dataset.item_raw_ids,
+        user=str(user),
+    )
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _walk(
+    model: DiffRec, x: torch.Tensor, noise_steps: int, seeds: tuple[int, ...], sampling_noise: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """x_0 predictions [n_seeds, T, n_items] and states [n_seeds, T + 1, n_items]."""
+    device = model.device
+    was_training = model.training
+    model.eval()
+    preds = np.empty((len(seeds), model.steps, model.n_items), dtype=np.float32)
+    states = np.empty((len(seeds), model.steps + 1, model.n_items), dtype=np.float32)
+    try:
+        xb = x.to(device)[None]
+        for si, seed in enumerate(seeds):
+            gen = torch.Generator(device=device).manual_seed(seed)
+            walk = model.reverse(xb, noise_steps, sampling_noise, gen)
+            for step, out in enumerate(walk):
+                preds[si, step] = out.x0[0].float().cpu().numpy()
+                states[si, step] = out.x_t[0].float().cpu().numpy()
+                states[si, step + 1] = out.x_prev[0].float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return preds, states
+
+
+def _ranking(scores: np.ndarray, masked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unmasked items by decreasing score [n_unmasked], and each item's 1-based rank [n_items]
+    (``n_items + 1`` for masked items). Ties keep the lower item index first."""
+    s = np.where(masked, -np.inf, scores.astype(np.float64))
+    order = np.argsort(-s, kind="stable")
+    ranked = order[: int((~masked).sum())]
+    rank = np.full(scores.shape[0], scores.shape[0] + 1, dtype=np.int64)
+    rank[ranked] = np.arange(1, ranked.shape[0] + 1)
+    return ranked, rank
+
+
+def _centroid(
+    scores: np.ndarray, top: np.ndarray, coords: np.ndarray | None
+) -> tuple[float | None, float | None]:
+    """Centroid of ``coords[top]`` weighted by the positive part of the scores."""
+    if coords is None or len(top) == 0:
+        return None, None
+    w = np.clip(scores[top].astype(np.float64), 0.0, None)
+    if w.sum() <= 0:
+        w = np.ones(len(top))
+    xy = (np.asarray(coords, dtype=np.float64)[top] * w[:, None]).sum(0) / w.sum()
+    return float(xy[0]), float(xy[1])
+
+
+def _items_table(
+    seeds: tuple[int, ...],
+    ts: list[int],
+    tracked: np.ndarray,
+    predictions: np.ndarray,
+    ranks: np.ndarray,
+    masked: np.ndarray,
+    k: int,
+    is_heldout: np.ndarray,
+    raw: np.ndarray,
+) -> pl.DataFrame:
+    """Long table of the tracked items' scores and ranks at every (seed, step)."""
+    n_s, n_t, n_i = len(seeds), len(ts), len(tracked)
+    shape = (n_s, n_t, n_i)
+    rank = ranks[:, :, tracked].reshape(-1)
+    table = pl.DataFrame(
+        {
+            "seed": np.broadcast_to(np.array(seeds)[:, None, None], shape).reshape(-1),
+            "step": np.broadcast_to(np.arange(n_t)[None, :, None], shape).reshape(-1),
+            "t": np.broadcast_to(np.array(ts)[None, :, None], shape).reshape(-1),
+            "item": np.broadcast_to(tracked[None, None, :], shape).reshape(-1),
+            "raw_id": np.broadcast_to(raw[tracked][None, None, :], shape).reshape(-1),
+            "score": predictions[:, :, tracked].reshape(-1).astype(np.float64),
+            "rank": rank,
+            "_masked": np.broadcast_to(masked[tracked], shape).reshape(-1),
+            "in_topk": rank <= k,
+            "heldout": np.broadcast_to(is_heldout[tracked], shape).reshape(-1),
+        },
+        schema={
+            "seed": pl.Int64,
+            "step": pl.Int64,
+            "t": pl.Int64,
+            "item": pl.Int64,
+            "raw_id": pl.String,
+            "score": pl.Float64,
+            "rank": pl.Int64,
+            "_masked": pl.Boolean,
+            "in_topk": pl.Boolean,
+            "heldout": pl.Boolean,
+        },
+    )
+    rank_or_null = pl.when(pl.col("_masked")).then(None).otherwise(pl.col("rank"))
+    return table.with_columns(rank_or_null.alias("rank")).drop("_masked")
+
+
+def _steps_schema(k: int) -> dict[str, pl.DataType]:
+    f, i = pl.Float64, pl.Int64
+    return {
+        "seed": i,
+        "step": i,
+        "t": i,
+        "beta": f,
+        "alpha_bar": f,
+        "alpha_bar_prev": f,
+        "coef_x0": f,
+        "coef_xt": f,
+        "posterior_variance": f,
+        "xt_norm": f,
+        "xt_dist": f,
+        "xt_move": f,
+        "x0_norm": f,
+        "x0_change": f,
+        "x0_history": f,
+        "x0_heldout": f,
+        "x0_other": f,
+        "topk": pl.List(i),
+        "topk_raw": pl.List(pl.String),
+        "topk_scores": pl.List(f),
+        "rank_change": pl.List(i),
+        "n_new": i,
+        f"recall@{k}": f,
+        f"ndcg@{k}": f,
+        "x": f,
+        "y": f,
+    }
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf floats become None, recursively through lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value

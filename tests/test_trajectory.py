@@ -1,0 +1,238 @@
+"""DiffRec trajectories: tables, consistency with scoring and evaluation, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from app.cli import main
+from data.errors import ReclensError
+from data.splits import Split, split
+from data.synthetic import generate
+from engine.evaluate import evaluate
+from engine.models.diffrec import DiffRec
+from engine.train import TrainConfig, fit
+from engine.trajectory import Trajectory, trajectory
+
+SYNTHETIC = {"n_users": 150, "n_items": 100, "n_interactions": 3000, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[DiffRec, Split, np.ndarray]:
+    """A small DiffRec trained a few epochs on synthetic data, its split and item coords."""
+    ds = generate(**SYNTHETIC)
+    parts = split(ds, "random", seed=0)
+    torch.manual_seed(0)
+    model = DiffRec(ds.n_items, dims=[32])
+    fit(model, parts, TrainConfig(**{**DiffRec.default_train, "epochs": 8, "patience": 0}))
+    coords = np.random.default_rng(0).normal(size=(ds.n_items, 2))
+    return model, parts, coords
+
+
+def _user_inputs(parts: Split, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    history = np.asarray(parts.train[u].todense(), dtype=np.float32).ravel()
+    heldout = parts.test[u].indices
+    mask = np.asarray(parts.mask("test")[u].todense()).ravel() > 0
+    return history, heldout, mask
+
+
+def test_steps_table_and_last_step_is_the_score(trained) -> None:
+    model, parts, coords = trained
+    u = int(parts.eval_users("test")[0])
+    history, heldout, mask = _user_inputs(parts, u)
+    traj = trajectory(model, history, heldout, coords, k=5, top_n=8, mask=mask)
+    assert isinstance(traj, Trajectory)
+    steps = traj.steps
+    assert steps.height == model.steps
+    assert steps["t"].to_list() == list(range(model.steps - 1, -1, -1))
+    assert steps["step"].to_list() == list(range(model.steps))
+    for col in ("recall@5", "ndcg@5", "x", "y", "beta", "alpha_bar", "coef_x0", "coef_xt"):
+        assert steps[col].null_count() == 0, col
+    assert steps["topk"].list.len().to_list() == [5] * model.steps
+    # the last prediction is the model's score for the user
+    score = model.eval()(torch.from_numpy(history)[None])[0].detach().numpy()
+    np.testing.assert_allclose(traj.predictions[0, -1], score, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(traj.states[0, -1], score, rtol=1e-6, atol=1e-6)
+    # no masked item is ever ranked
+    for top in steps["topk"].to_list():
+        assert not mask[top].any()
+    # the last top K is the model's own top K
+    expected_top = np.argsort(-np.where(mask, -np.inf, score), kind="stable")[:5]
+    assert steps["topk"].to_list()[-1] == expected_top.tolist()
+    # the schedule columns are the model's
+    np.testing.assert_allclose(
+        steps["alpha_bar"].to_numpy(), model.schedule["alphas_cumprod"][::-1], rtol=1e-12
+    )
+
+
+def test_last_step_metrics_equal_the_evaluation(trained) -> None:
+    model, parts, coords = trained
+    per_user = evaluate(model, parts, "test", ks=(10,)).per_user
+    for u in parts.eval_users("test")[:6]:
+        history, heldout, mask = _user_inputs(parts, int(u))
+        last = trajectory(model, history, heldout, coords, mask=mask).steps.row(-1, named=True)
+        row = per_user.filter(pl.col("user") == int(u)).row(0, named=True)
+        assert last["recall@10"] == pytest.approx(row["recall@10"])
+        assert last["ndcg@10"] == pytest.approx(row["ndcg@10"])
+
+
+def test_position_rank_changes_and_item_table(trained) -> None:
+    model, parts, coords = trained
+    u = int(parts.eval_users("test")[1])
+    history, heldout, mask = _user_inputs(parts, u)
+    traj = trajectory(model, history, heldout, coords, k=4, top_n=6, mask=mask)
+    items = traj.items
+    for step in range(model.steps):
+        row = traj.steps.row(step, named=True)
+        scores = traj.predictions[0, step]
+        order = np.argsort(-np.where(mask, -np.inf, scores), kind="stable")[:6]
+        w = np.clip(scores[order], 0, None)
+        xy = (coords[order] * w[:, None]).sum(0) / w.sum()
+        assert (row["x"], row["y"]) == pytest.approx(tuple(xy))
+        this = items.filter(pl.col("step") == step)
+        rank = dict(zip(this["item"].to_list(), this["rank"].to_list(), strict=True))
+        assert [rank[i] for i in row["topk"]] == [1, 2, 3, 4]
+        if step == 0:
+            assert row["rank_change"] == [None] * 4 and row["n_new"] == 4
+        else:
+            prev = dict(
+                zip(
+                    *items.filter(pl.col("step") == step - 1).select("item", "rank"),
+                    strict=True,
+                )
+            )
+            assert row["rank_change"] == [prev[i] - rank[i] for i in row["topk"]]
+    # every step's top 6 is tracked, held-out flags are right, masked items have no rank
+    tracked = set(items["item"].to_list())
+    assert items.height == model.steps * len(tracked)
+    assert set(items.filter(pl.col("heldout"))["item"].to_list()) <= set(heldout.tolist())
+    assert items.filter(pl.col("in_topk"))["rank"].max() <= 4
+
+
+def test_fan_of_noisy_trajectories(trained) -> None:
+    model, parts, coords = trained
+    u = int(parts.eval_users("test")[2])
+    history, heldout, mask = _user_inputs(parts, u)
+    fan = trajectory(
+        model, history, heldout, coords, noise_steps=3, seeds=(0, 1, 2), sampling_noise=True
+    )
+    assert fan.steps["seed"].unique().sort().to_list() == [0, 1, 2]
+    assert fan.steps.height == 3 * model.steps
+    assert fan.predictions.shape == (3, model.steps, model.n_items)
+    assert not np.allclose(fan.states[0, 0], fan.states[1, 0])  # different noise
+    assert not np.allclose(fan.states[0, 0], history)  # the history was noised
+    again = trajectory(
+        model, history, heldout, coords, noise_steps=3, seeds=(1,), sampling_noise=True
+    )
+    np.testing.assert_array_equal(again.predictions[0], fan.predictions[1])
+    # deterministic walks ignore the seed
+    plain = trajectory(model, history, heldout, None, seeds=(0, 1))
+    np.testing.assert_array_equal(plain.predictions[0], plain.predictions[1])
+    assert plain.steps["x"].null_count() == plain.steps.height
+
+
+def test_to_dict_is_json(trained) -> None:
+    model, parts, coords = trained
+    history, heldout, mask = _user_inputs(parts, int(parts.eval_users("test")[0]))
+    raw = np.array([f"i{j}" for j in range(model.n_items)])
+    traj = trajectory(model, history, heldout, coords, mask=mask, item_raw_ids=raw, user="u7")
+    out = json.loads(json.dumps(traj.to_dict(), allow_nan=False))
+    assert out["user"] == "u7" and len(out["steps"]) == model.steps
+    first = out["steps"][0]
+    for key in ("t", "recall@10", "ndcg@10", "topk", "x", "y", "topk_index"):
+        assert key in first
+    assert first["topk"] == [f"i{j}" for j in first["topk_index"]]
+
+
+def test_bad_inputs(trained) -> None:
+    model, parts, coords = trained
+    history = np.zeros(model.n_items, dtype=np.float32)
+    with pytest.raises(ReclensError, match="noise steps"):
+        trajectory(model, history, [], coords, noise_steps=model.steps + 1)
+    with pytest.raises(ReclensError, match="coordinates"):
+        trajectory(model, history, [], coords[:5])
+    with pytest.raises(ReclensError, match="history"):
+        trajectory(model, history[:3], [], None)
+    # no held-out items: metrics are null, not NaN
+    steps = trajectory(model, history, [], None).steps
+    assert steps["recall@10"].null_count() == steps.height
+
+
+# -- runs and the CLI --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from engine.pipeline import train_run
+
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model, epochs in (("diffrec", 3), ("pop", None)):
+        result = train_run(
+            "synthetic",
+            model,
+            load_options=SYNTHETIC,
+            out=root,
+            device="cpu",
+            epochs=epochs,
+            hparams={"dims": [32]} if model == "diffrec" else None,
+        )
+        assert result.run_dir is not None
+        out[model] = result.run_dir
+    return out
+
+
+def test_trajectory_for_run_matches_the_saved_metrics(runs) -> None:
+    from engine.runs import load_run
+    from engine.trajectory import trajectory_for_run
+
+    run = load_run(runs["diffrec"])
+    per_user = run.per_user_metrics()
+    row = per_user.row(0, named=True)
+    raw = row["raw_id"] if "raw_id" in per_user.columns else None
+    if raw is None:
+        from engine.pipeline import load_context
+
+        raw = load_context(run)[0].user_raw_ids[row["user"]]
+    traj = trajectory_for_run(run, raw, projection="pca")
+    last = traj.steps.row(-1, named=True)
+    assert last["ndcg@10"] == pytest.approx(row["ndcg@10"], abs=1e-6)
+    assert last["recall@10"] == pytest.approx(row["recall@10"], abs=1e-6)
+    assert traj.user == str(raw)
+
+
+def test_cli_json(runs, capsys) -> None:
+    argv = ["trajectory", "--run", str(runs["diffrec"]), "--user", "3", "--map", "pca"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["user"] == "3"
+    assert len(out["steps"]) == 5
+    for step in out["steps"]:
+        for key in ("t", "recall@10", "ndcg@10", "topk", "x", "y"):
+            assert key in step
+        assert len(step["topk"]) == 10 and all(isinstance(i, str) for i in step["topk"])
+    assert [s["t"] for s in out["steps"]] == [4, 3, 2, 1, 0]
+
+
+def test_cli_table_with_seeds(runs, capsys) -> None:
+    argv = ["trajectory", "--run", str(runs["diffrec"]), "--user", "3", "--map", "pca"]
+    assert main([*argv, "--noise-steps", "2", "--seeds", "0,1"]) == 0
+    text = capsys.readouterr().out
+    lines = text.strip().splitlines()
+    assert "user 3" in lines[0]
+    assert lines[1].split()[:4] == ["seed", "step", "t", "recall@10"]
+    assert len(lines) == 3 + 2 * 5
+
+
+def test_cli_errors(runs, capsys) -> None:
+    assert main(["trajectory", "--run", str(runs["diffrec"]), "--user", "nobody"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "nobody" in err and len(err.splitlines()) == 1
+    assert main(["trajectory", "--run", str(runs["pop"]), "--user", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "diffrec" in err and "pop" in err and len(err.splitlines()) == 1
+    assert main(["trajectory", "--run", str(runs["diffrec"]), "--user", "3", "--seeds", "a"]) == 2
+    assert "--seeds" in capsys.readouterr().err
