@@ -240,8 +240,16 @@ def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> 
     hist_item = service.history_table(dash.state.run, b)["id"].iloc[0]
     dash.state.item = hist_item  # an item of the history is not recommendable: top-1 instead
     assert view.target() == view.recommendations()["id"].iloc[0]
+    assert view._fid_curves is None  # fidelity is computed on demand, not on every switch
+    curves = view.compute_fidelity()
+    assert curves is not None
+    assert set(curves["explainer"]) == {"spinrec", *view.baselines}
     fid = view.fidelity_panel()
     assert len(hv_objects(fid)) >= 2
+    deletion = view.fidelity_element("deletion")
+    assert len(deletion) == len(set(curves["explainer"]))
+    dash.state.user = a  # a new selection clears the curves until they are asked for again
+    assert view._fid_curves is None and not view._fid_shown.visible
 
 
 def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:

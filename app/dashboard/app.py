@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -374,6 +375,7 @@ class _Broken(TabView):
 def create_app(service: EngineService) -> pn.viewable.Viewable:
     """Build one session's page (called by the server for every new browser session)."""
     load_extensions()
+    started = time.perf_counter()
     args = {}
     for key, values in (pn.state.session_args or {}).items():
         if key in URL_FIELDS and values:
@@ -390,4 +392,6 @@ def create_app(service: EngineService) -> pn.viewable.Viewable:
         )
     page.sync_url()
     pn.state.on_session_destroyed(lambda _ctx: page.dispose())
-    return page.template()
+    template = page.template()
+    log.debug("page built in %.3f s", time.perf_counter() - started)
+    return template

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import panel as pn
 import torch
 
-from app.dashboard.app import create_app, load_extensions
+from app.dashboard.app import Page, create_app, load_extensions
 from app.dashboard.engine_service import EngineService
+
+log = logging.getLogger("reclens.dashboard")
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5006
@@ -38,6 +42,7 @@ def serve(
     address: str = DEFAULT_ADDRESS,
     show: bool = False,
     threaded: bool = False,
+    warm: bool = True,
     **kwargs: Any,
 ) -> Any:
     """Serve the dashboard on ``address:port`` (blocking unless ``threaded``).
@@ -45,11 +50,16 @@ def serve(
     Each browser session gets its own page built by :func:`create_app` around the shared
     ``service``. The websocket origin check only accepts the served address. With ``threaded``
     the server runs in a background thread and the :class:`StoppableThread` is returned.
+    With ``warm`` (default) the process loads the runs and renders one page before it accepts
+    connections (see :func:`warm_up`).
     """
     load_extensions()
     # Many small tensor ops from several sessions: one intra-op thread each avoids the
     # oversubscription that makes torch many times slower on a busy 2-core machine.
     torch.set_num_threads(1)
+    if warm:
+        seconds = warm_up(service)
+        log.info("warmed up in %.1f s", seconds)
 
     def page() -> pn.viewable.Viewable:
         return create_app(service)
@@ -64,6 +74,31 @@ def serve(
         title="RecLens",
         **kwargs,
     )
+
+
+def warm_up(service: EngineService, limit: int = 8) -> float:
+    """Prepare the process before it accepts connections; returns the seconds it took.
+
+    Loads the listed runs (newest first, at most ``limit``; they share one dataset, so all but
+    the first are quick) and builds and renders one throw-away Explain page, so that the first
+    visitor waits neither for a run to load nor for the first-use imports of Panel, HoloViews
+    and Bokeh. A failure here is logged and only costs the first visitor that time.
+    """
+    from bokeh.document import Document
+
+    start = time.perf_counter()
+    try:
+        ids = service.run_ids()[:limit]
+        for run_id in ids:
+            service.load(run_id)
+        if ids:
+            page = Page(service, {"run": ids[0], "tab": "explain"})
+            page.template()
+            page.tabs.get_root(Document())
+            page.dispose()
+    except Exception:  # noqa: BLE001 - the server still starts; the first page is just slower
+        log.exception("warm-up failed")
+    return time.perf_counter() - start
 
 
 def make_service(

@@ -62,6 +62,16 @@ def test_picking_a_user_fills_explain(page: Page, ui_server: Server) -> None:
     expect(page.get_by_text("pushed the recommendation up")).to_be_visible()
     assert page.locator("canvas").count() >= 2  # attribution bars and path curves are drawn
     assert f"user={users[1]}" in page.url
+    # The fidelity curves are computed on demand: none are drawn until the button is pressed.
+    expect(page.get_by_text("a faithful explanation drops it fast")).to_be_hidden()
+    canvases = page.locator("canvas").count()
+    page.get_by_role("button", name="Compute fidelity curves").click()
+    expect(page.get_by_text("a faithful explanation drops it fast")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("Fidelity of spinrec")).to_be_visible(timeout=TIMEOUT)
+    deadline = time.time() + 30
+    while page.locator("canvas").count() < canvases + 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert page.locator("canvas").count() >= canvases + 2  # deletion and insertion plots
     time.sleep(1)
     save_shot(page, "explain")
     assert errors == []

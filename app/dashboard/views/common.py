@@ -32,17 +32,22 @@ def friendly(message: str, kind: str = "warning") -> pn.pane.Alert:
     return pn.pane.Alert(message, alert_type=kind, margin=(5, 10), sizing_mode="stretch_width")
 
 
-def error_pane(err: BaseException) -> pn.pane.Alert:
-    """A message box for an exception: its one-line message for a RecLens error, else a generic
-    message (the traceback goes to the server log, never to the browser)."""
+def error_message(err: BaseException) -> tuple[str, str]:
+    """The text and alert kind shown for an exception: its one-line message for a RecLens error,
+    else a generic message (the traceback goes to the server log, never to the browser)."""
     if isinstance(err, ReclensError):
-        return friendly(str(err))
+        return str(err), "warning"
     log.error("dashboard error: %s", "".join(traceback.format_exception(err)))
-    return friendly(
+    return (
         f"Something went wrong while drawing this part ({type(err).__name__}). The server log has "
         "the details; try another selection or reload the page.",
         "danger",
     )
+
+
+def error_pane(err: BaseException) -> pn.pane.Alert:
+    """A message box for an exception (see :func:`error_message`)."""
+    return friendly(*error_message(err))
 
 
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -94,6 +99,59 @@ def live(method: Callable[..., Any]) -> pn.viewable.Viewable:
     """A panel that re-renders ``method`` when its dependencies change, lazily: a tab that is
     not shown is not recomputed until it is shown (with a loading indicator meanwhile)."""
     return pn.panel(method, lazy=True, loading_indicator=True)
+
+
+class Slot:
+    """A stable part of the page that is updated in place instead of rebuilt.
+
+    ``layout`` holds ``body`` (a column of the given components) and a message box;
+    :meth:`show` shows the body, :meth:`say` and :meth:`fail` the message box instead. Only
+    changed properties travel to the browser, never new components.
+    """
+
+    def __init__(self, *content: Any) -> None:
+        self.body = pn.Column(*content, sizing_mode="stretch_width", margin=0)
+        self.message = pn.pane.Alert(
+            "", alert_type="info", visible=False, margin=(5, 10), sizing_mode="stretch_width"
+        )
+        self.layout = pn.Column(self.body, self.message, sizing_mode="stretch_width", margin=0)
+
+    def show(self) -> None:
+        """Show the body, hide the message."""
+        if not self.body.visible:
+            self.body.visible = True
+        if self.message.visible:
+            self.message.visible = False
+
+    def say(self, text: str, kind: str = "info") -> None:
+        """Show ``text`` in the message box instead of the body."""
+        if self.body.visible:
+            self.body.visible = False
+        self.message.param.update(object=text, alert_type=kind, visible=True)
+
+    def fail(self, err: BaseException) -> None:
+        """Show the friendly message of ``err`` instead of the body."""
+        self.say(*error_message(err))
+
+    def fill(self, method: Callable[[], Any]) -> pn.Column:
+        """Run ``method`` (which updates the body's components in place; it may raise) and show
+        the body, or the message; returns :attr:`body`."""
+        start = time.perf_counter()
+        try:
+            method()
+        except Message as msg:
+            self.say(str(msg), "info")
+        except Exception as err:  # noqa: BLE001 - shown as a message in place of the body
+            self.fail(err)
+        else:
+            self.show()
+        finally:
+            log.debug("%s took %.3f s", method.__qualname__, time.perf_counter() - start)
+        return self.body
+
+
+class Message(Exception):
+    """Raised by a :meth:`Slot.fill` method to show an informative message (not an error)."""
 
 
 def hv_pane(obj: Any, height: int | None = None) -> pn.pane.HoloViews:
