@@ -130,7 +130,13 @@ class Explainer:
 # -- helpers ---------------------------------------------------------------------------------
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (no dropout, fixed normalisation), restoring it after."""
+    """Put ``model`` in eval mode (no dropout, fixed normalisation), restoring it after.
+
+    When no module of ``model`` is in training mode there is nothing to switch (or restore).
+    """
+    if not any(m.training for m in model.modules()):
+        yield model
+        return
     was_training = model.training
     model.eval()
     try:
@@ -195,18 +201,89 @@ def probability_gradients(
     ``targets``: long [R]. Each row's gradient is d p_target(row) / d row, computed with one
     backward pass per chunk of ``chunk_size`` rows (rows are independent in eval mode).
     """
-    probs, grads = [], []
-    with eval_mode(model), torch.enable_grad():
-        for start in range(0, rows.shape[0], chunk_size):
-            inp = rows[start : start + chunk_size].detach().clone().requires_grad_(True)
-            p = model.probability(model(inp))
-            p_t = p.gather(1, targets[start : start + chunk_size, None]).squeeze(1)
-            (g,) = torch.autograd.grad(p_t.sum(), inp, allow_unused=True)
-            probs.append(p_t.detach())
-            grads.append(torch.zeros_like(inp) if g is None else g.detach())
-    if not probs:
+    with eval_mode(model):
+        return _probability_gradients(model, rows, targets, chunk_size)
+
+
+def _probability_gradients(
+    model: nn.Module, rows: Tensor, targets: Tensor, chunk_size: int
+) -> tuple[Tensor, Tensor]:
+    """:func:`probability_gradients` for a model already in eval mode."""
+    if rows.shape[0] == 0:
         return rows.new_zeros(0), rows.new_zeros((0, rows.shape[1]))
-    return torch.cat(probs), torch.cat(grads)
+    probs: Tensor | None = None
+    single = rows.shape[0] <= chunk_size  # one chunk: its gradient is returned as it is
+    grads = rows if single else torch.empty_like(rows)  # (placeholder when single)
+    with torch.enable_grad():
+        for start in range(0, rows.shape[0], chunk_size):
+            stop = start + chunk_size
+            # a detached view is a fresh leaf: no copy of the rows is needed (except for
+            # tensors made in inference mode, which cannot require gradients)
+            inp = rows[start:stop].detach()
+            if inp.is_inference():
+                inp = inp.clone()
+            inp.requires_grad_(True)
+            p = model.probability(model(inp))
+            p_t = p.gather(1, targets[start:stop, None]).squeeze(1)
+            (g,) = torch.autograd.grad(p_t.sum(), inp, allow_unused=True)
+            if probs is None:
+                probs = p_t.new_empty(rows.shape[0])
+            probs[start:stop] = p_t.detach()
+            if g is None:
+                g = torch.zeros_like(rows[start:stop])
+            if single:
+                grads = g
+            else:
+                grads[start:stop] = g
+    assert probs is not None
+    return probs, grads
+
+
+def gather_probabilities(
+    model: nn.Module,
+    rows: Tensor,
+    row_index: np.ndarray,
+    targets: np.ndarray,
+    chunk_size: int = 512,
+) -> Tensor:
+    """Probabilities ``p_{targets[r]}(rows[row_index[r]])`` for requests ``r``: float [R].
+
+    ``rows``: distinct histories [Q, n_items]; ``row_index`` / ``targets``: int64 [R]. Each
+    row goes through the model once (one no-grad forward pass in chunks of ``chunk_size``
+    rows, in eval mode), however many requests (targets) refer to it.
+    """
+    with eval_mode(model):
+        return _gather_probabilities(model, rows, row_index, targets, chunk_size)
+
+
+@torch.inference_mode()
+def _gather_probabilities(
+    model: nn.Module,
+    rows: Tensor,
+    row_index: np.ndarray,
+    targets: np.ndarray,
+    chunk_size: int,
+) -> Tensor:
+    """:func:`gather_probabilities` for a model already in eval mode."""
+    row_index = np.asarray(row_index, dtype=np.int64)
+    order = np.argsort(row_index, kind="stable")
+    sorted_rows = row_index[order]
+    out: Tensor | None = None
+    device = rows.device
+    tgt = np.asarray(targets, dtype=np.int64)
+    for start in range(0, rows.shape[0], chunk_size):
+        stop = min(start + chunk_size, rows.shape[0])
+        lo, hi = np.searchsorted(sorted_rows, [start, stop])
+        if lo == hi:
+            continue
+        p = model.probability(model(rows[start:stop]))
+        req = torch.from_numpy(order[lo:hi]).to(device)
+        r = torch.from_numpy(sorted_rows[lo:hi] - start).to(device)
+        t = torch.from_numpy(tgt[order[lo:hi]]).to(device)
+        if out is None:
+            out = p.new_empty(row_index.shape[0])
+        out[req] = p[r, t]
+    return rows.new_zeros(0) if out is None else out
 
 
 @torch.no_grad()

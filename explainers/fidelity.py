@@ -35,10 +35,10 @@ from explainers.base import (
     Explanation,
     as_rows,
     eval_mode,
+    gather_probabilities,
     history_items,
     importance_order,
     model_device,
-    target_probabilities,
 )
 
 N_FRACTIONS = 11
@@ -251,6 +251,53 @@ def explanation_metrics(
     return {name: float(v[0]) for name, v in res.metrics().items()}
 
 
+def deletion_requests(
+    rows: Tensor,
+    targets: np.ndarray,
+    items: list[np.ndarray],
+    maps: list[np.ndarray],
+) -> tuple[Tensor, np.ndarray, np.ndarray, list[int]]:
+    """The edited histories behind the deletion curves of several users' maps.
+
+    ``rows``, ``targets``, ``items``, ``maps``: as in :func:`deletion_aucs`. Returns the
+    distinct edited histories of each user, concatenated: [Q, n_items]; for each of the
+    ``sum_u M_u * 10`` curve points (user by user, map by map, fraction 0.1 .. 1.0) the index
+    of its history among them and its target: int64 [R] twice; and ``M_u`` per user.
+    """
+    parts, index, tgts, sizes = [], [], [], []
+    offset = 0
+    for u in range(rows.shape[0]):
+        n = int(items[u].shape[0])
+        m = _check_maps(maps[u], n)
+        pos = _positions(m)  # [M, n]
+        c = removed_counts(n)[1:]  # [10]
+        keep = (pos[:, None, :] >= c[None, :, None]).reshape(-1, n)  # [M * 10, n]
+        unique, inverse = unique_masks(keep)
+        parts.append(edited_rows(rows[u], items[u], torch.from_numpy(unique).to(rows.device)))
+        index.append(inverse + offset)
+        tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
+        offset += unique.shape[0]
+        sizes.append(m.shape[0])
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return rows.new_zeros((0, rows.shape[1])), empty, empty, []
+    return torch.cat(parts), np.concatenate(index), np.concatenate(tgts), sizes
+
+
+def deletion_criteria(probs: Tensor, p_full: Tensor, sizes: list[int]) -> list[np.ndarray]:
+    """Deletion AUCs float64 [M_u] per user from the curve points ``probs`` [R] (in the order
+    of :func:`deletion_requests`) and each user's full-history probability ``p_full`` [U]."""
+    probs = probs.double().cpu()
+    p_full = p_full.double().cpu()
+    out, start = [], 0
+    for u, m in enumerate(sizes):
+        block = probs[start : start + m * (N_FRACTIONS - 1)].reshape(m, N_FRACTIONS - 1)
+        start += m * (N_FRACTIONS - 1)
+        total = block.sum(dim=1) + p_full[u]
+        out.append((total / N_FRACTIONS).numpy())
+    return out
+
+
 def deletion_aucs(
     model: nn.Module,
     rows: Tensor,
@@ -268,31 +315,8 @@ def deletion_aucs(
     float64 [M_u] per user: the mean of the 11 deletion-curve points. Identical edited
     histories (maps agreeing on their top items) are scored once.
     """
-    device = rows.device
-    parts, tgts, inverses, sizes = [], [], [], []
-    offset = 0
-    for u in range(rows.shape[0]):
-        n = int(items[u].shape[0])
-        m = _check_maps(maps[u], n)
-        pos = _positions(m)  # [M, n]
-        c = removed_counts(n)[1:]  # [10]
-        keep = (pos[:, None, :] >= c[None, :, None]).reshape(-1, n)  # [M * 10, n]
-        unique, inverse = unique_masks(keep)
-        parts.append(edited_rows(rows[u], items[u], torch.from_numpy(unique).to(device)))
-        tgts.append(np.full(unique.shape[0], int(targets[u]), dtype=np.int64))
-        inverses.append(inverse + offset)
-        offset += unique.shape[0]
-        sizes.append(m.shape[0])
-    if not parts:
+    edited, index, tgts, sizes = deletion_requests(rows, targets, items, maps)
+    if not sizes:
         return []
-    all_rows = torch.cat(parts)
-    all_t = torch.from_numpy(np.concatenate(tgts)).to(device)
-    probs = target_probabilities(model, all_rows, all_t, chunk_size).double().cpu()
-    probs = probs[torch.from_numpy(np.concatenate(inverses))]
-    out, start = [], 0
-    for u, m in enumerate(sizes):
-        block = probs[start : start + m * (N_FRACTIONS - 1)].reshape(m, N_FRACTIONS - 1)
-        start += m * (N_FRACTIONS - 1)
-        total = block.sum(dim=1) + p_full[u].double().cpu()
-        out.append((total / N_FRACTIONS).cpu().numpy())
-    return out
+    probs = gather_probabilities(model, edited, index, tgts, chunk_size)
+    return deletion_criteria(probs, p_full, sizes)

@@ -20,7 +20,9 @@ outside the history):
 
 All ``kappa * J`` interpolated inputs of all users in a call go through the model in one
 batched forward and backward pass (chunked), on the model's device; the end point, shared by
-every path, is computed once. With the zero baseline
+every path, is computed once. The baselines (the path curves' first point, each distinct
+training user once) and the distinct edited histories of every candidate map's deletion
+curve then go through one no-grad forward pass together. With the zero baseline
 this is plain Integrated Gradients (:func:`integrated_gradients`).
 
 Extension (off by default, ``unobserved=True``): a score for each item *outside* the history,
@@ -43,16 +45,16 @@ from data.errors import ReclensError
 from explainers.base import (
     Explainer,
     Explanation,
+    _gather_probabilities,
+    _probability_gradients,
     as_rows,
-    history_items,
-    model_device,
-    probability_gradients,
+    eval_mode,
     resolve_targets,
     target_probabilities,
     user_ids,
     user_rng,
 )
-from explainers.fidelity import deletion_aucs
+from explainers.fidelity import deletion_criteria, deletion_requests
 
 RULES: tuple[str, ...] = ("right", "trapezoid")
 
@@ -142,32 +144,66 @@ def path_gradients(
     (``alpha = 0``) need no gradient and only get a forward pass (for the path curve).
     """
     u, k, n = baselines.shape
+    with eval_mode(model):
+        mean_grad, probability, x_g = _integrate(
+            model, x, baselines, targets, steps, rule, chunk_size
+        )
+        if path_weights(steps, rule)[1][0] == 0:  # right rule: the baselines' forward pass
+            base_t = targets.repeat_interleave(k)
+            base_p = target_probabilities(model, baselines.reshape(-1, n), base_t, chunk_size)
+            probability = torch.cat([base_p.reshape(u, k, 1), probability], dim=2)
+    return PathResult(mean_gradient=mean_grad, probability=probability, gradient_at_x=x_g)
+
+
+def _interpolated_rows(x: Tensor, baselines: Tensor, mid: Tensor) -> Tensor:
+    """The path inputs ``b + alpha (x - b)`` for ``alpha`` in ``mid`` [m], then ``x``.
+
+    ``x``: [U, n]; ``baselines``: [U, K, n]. Returns [U K m + U, n] (user, baseline, alpha
+    order), written in place into one buffer.
+    """
+    u, k, n = baselines.shape
+    m = mid.shape[0]
+    rows = x.new_empty((u * k * m + u, n))
+    path = rows[: u * k * m].view(u, k, m, n)
+    diff = (x[:, None, :] - baselines)[:, :, None, :]  # [U, K, 1, n]
+    torch.mul(mid[None, None, :, None], diff, out=path)
+    path.add_(baselines[:, :, None, :])
+    rows[u * k * m :] = x
+    return rows
+
+
+def _integrate(
+    model: nn.Module,
+    x: Tensor,
+    baselines: Tensor,
+    targets: Tensor,
+    steps: int,
+    rule: str,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
+
+    Returns the mean gradients [U, K, n], ``p_t`` at every alpha whose gradient is used up to
+    alpha = 1 ([U, K, J + 1] under the trapezoid rule, [U, K, J] without alpha = 0 under the
+    right rule) and the gradients at ``x`` [U, n].
+    """
+    u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
     j = alphas_np.shape[0] - 1
     first = 0 if weights_np[0] > 0 else 1  # first alpha whose gradient is used
     mid = torch.from_numpy(alphas_np[first:j]).to(x.device, x.dtype)  # [m], alpha < 1
     weights = torch.from_numpy(weights_np).to(x.device, x.dtype)
     m = mid.shape[0]
-    diff = (x[:, None, :] - baselines)[:, :, None, :]  # [U, K, 1, n]
-    path_rows = baselines[:, :, None, :] + mid[None, None, :, None] * diff  # [U, K, m, n]
-    rows = torch.cat([path_rows.reshape(-1, n), x])  # [U K m + U, n]
+    rows = _interpolated_rows(x, baselines, mid)  # [U K m + U, n]
     row_t = torch.cat([targets.repeat_interleave(k * m), targets])
-    probs, grads = probability_gradients(model, rows, row_t, chunk_size)
+    probs, grads = _probability_gradients(model, rows, row_t, chunk_size)
     cut = u * k * m
     path_p, x_p = probs[:cut].reshape(u, k, m), probs[cut:]  # [U, K, m], [U]
     path_g, x_g = grads[:cut].reshape(u, k, m, n), grads[cut:]  # [U, K, m, n], [U, n]
-    parts = [path_p, x_p[:, None, None].expand(u, k, 1)]
-    if first == 1:
-        base_t = targets.repeat_interleave(k)
-        base_p = target_probabilities(model, baselines.reshape(-1, n), base_t, chunk_size)
-        parts.insert(0, base_p.reshape(u, k, 1))
     mean_grad = torch.einsum("ukmn,m->ukn", path_g, weights[first:j])
     mean_grad = mean_grad + weights[j] * x_g[:, None, :]
-    return PathResult(
-        mean_gradient=mean_grad,
-        probability=torch.cat(parts, dim=2),
-        gradient_at_x=x_g,
-    )
+    probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
+    return mean_grad, probability, x_g
 
 
 def integrated_gradients(
@@ -217,6 +253,9 @@ class SpinRec(Explainer):
             raise ReclensError(f"SPINRec needs kappa >= 1 baselines, got {kappa}")
         path_weights(steps, rule)  # validates steps and rule
         self.train = sp.csr_matrix(train, dtype=np.float32)
+        if not self.train.has_canonical_format:  # rows are gathered by index (see dense_rows)
+            self.train = self.train.copy()
+            self.train.sum_duplicates()
         self.pool = np.flatnonzero(np.diff(self.train.indptr) > 0).astype(np.int64)
         if self.pool.shape[0] == 0:
             raise ReclensError("SPINRec: the training matrix has no user with an interaction")
@@ -228,6 +267,19 @@ class SpinRec(Explainer):
         self.batch_users = max(1, int(batch_users))
 
     # -- baselines -------------------------------------------------------------------------
+    def dense_rows(self, users: np.ndarray) -> np.ndarray:
+        """The training histories of ``users`` (int64 [R]) as float32 [R, n_items]."""
+        indptr, indices, data = self.train.indptr, self.train.indices, self.train.data
+        starts = indptr[users].astype(np.int64)
+        lengths = indptr[users + 1].astype(np.int64) - starts
+        out = np.zeros((users.shape[0], self.train.shape[1]), dtype=np.float32)
+        total = int(lengths.sum())
+        if total:
+            owner = np.repeat(np.arange(users.shape[0]), lengths)
+            pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+            out[owner, indices[pos]] = data[pos]
+        return out
+
     def draw_baselines(
         self, x: np.ndarray, rng: np.random.Generator, max_rounds: int = 100
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +291,7 @@ class SpinRec(Explainer):
         target_row = x > 0
         users = self.pool[rng.integers(0, self.pool.shape[0], size=self.kappa)]
         for _ in range(max_rounds):
-            dense = self.train[users].toarray()
+            dense = self.dense_rows(users)
             same = ((dense > 0) == target_row[None, :]).all(axis=1)
             if not same.any():
                 return users, dense
@@ -265,13 +317,16 @@ class SpinRec(Explainer):
                 f"{self.train.shape[1]}"
             )
         ids = user_ids(users, rows.shape[0])
-        tgt = resolve_targets(model, rows, targets)
         out: list[Explanation] = []
-        for start in range(0, rows.shape[0], self.batch_users):
-            stop = start + self.batch_users
-            out.extend(
-                self._explain_chunk(model, rows[start:stop], tgt[start:stop], ids[start:stop], seed)
-            )
+        with eval_mode(model):
+            tgt = resolve_targets(model, rows, targets)
+            for start in range(0, rows.shape[0], self.batch_users):
+                stop = start + self.batch_users
+                out.extend(
+                    self._explain_chunk(
+                        model, rows[start:stop], tgt[start:stop], ids[start:stop], seed
+                    )
+                )
         return out
 
     def _explain_chunk(
@@ -282,12 +337,16 @@ class SpinRec(Explainer):
         users: list[int | None],
         seed: int,
     ) -> list[SpinRecExplanation]:
+        """Explain ``rows`` [U, n_items] (model in eval mode): one gradient pass over every
+        path of every user, then one no-grad pass scoring the baselines (the path curves'
+        first point) and the deletion curves of every candidate map together."""
         start = time.perf_counter()
-        device = model_device(model)
+        device = rows.device
+        n_users = len(users)
         x_np = rows.cpu().numpy()
         items, base_users, base_rows = [], [], []
         for i, user in enumerate(users):
-            hist = history_items(rows[i])
+            hist = np.flatnonzero(x_np[i] > 0).astype(np.int64)
             if hist.shape[0] == 0:
                 raise ReclensError(f"user {user}: cannot explain an empty history")
             b_users, b_dense = self.draw_baselines(x_np[i], user_rng(seed, user))
@@ -296,24 +355,44 @@ class SpinRec(Explainer):
             base_rows.append(b_dense)
         baselines = torch.from_numpy(np.stack(base_rows)).to(device=device, dtype=rows.dtype)
         t = torch.from_numpy(targets).to(device)
-        res = path_gradients(model, rows, baselines, t, self.steps, self.rule, self.chunk_size)
+        mean_grad, probability, grad_x = _integrate(
+            model, rows, baselines, t, self.steps, self.rule, self.chunk_size
+        )
         # x_i * mean_grad_i * (x_i - b_i) on the history items: [U, K, n] -> per user [K, n_u]
-        attr = rows[:, None, :] * res.mean_gradient * (rows[:, None, :] - baselines)
+        attr = rows[:, None, :] * mean_grad * (rows[:, None, :] - baselines)
         attr_np = attr.double().cpu().numpy()
-        maps = [attr_np[i][:, items[i]] for i in range(len(users))]
-        p_full = res.probability[:, 0, -1]
-        criteria = deletion_aucs(model, rows, targets, items, maps, p_full, self.chunk_size)
-        probs = res.probability.double().cpu().numpy()
+        maps = [attr_np[i][:, items[i]] for i in range(n_users)]
+        p_full = probability[:, 0, -1]
+        # one no-grad pass: the edited histories of the deletion curves and, under the right
+        # rule, the baselines (each distinct training user once, whatever its targets)
+        edited, index, tgts, sizes = deletion_requests(rows, targets, items, maps)
+        need_base = probability.shape[2] < self.steps + 1
+        if need_base:
+            flat_users = np.concatenate(base_users)
+            distinct, first, inverse = np.unique(flat_users, return_index=True, return_inverse=True)
+            base_flat = baselines.reshape(-1, baselines.shape[2])
+            score_rows = torch.cat([base_flat[torch.from_numpy(first).to(device)], edited])
+            index = np.concatenate([inverse.reshape(-1), index + distinct.shape[0]])
+            tgts = np.concatenate([np.repeat(targets, self.kappa), tgts])
+        else:
+            score_rows = edited
+        scored = _gather_probabilities(model, score_rows, index, tgts, self.chunk_size)
+        n_base = n_users * self.kappa if need_base else 0
+        criteria = deletion_criteria(scored[n_base:], p_full, sizes)
+        if need_base:
+            base_p = scored[:n_base].reshape(n_users, self.kappa, 1).to(probability.dtype)
+            probability = torch.cat([base_p, probability], dim=2)
+        probs = probability.double().cpu().numpy()
         alphas, _ = path_weights(self.steps, self.rule)
-        grad_x = res.gradient_at_x.double().cpu().numpy() if self.unobserved else None
-        per_user = (time.perf_counter() - start) / len(users)
+        grad_np = grad_x.double().cpu().numpy() if self.unobserved else None
+        per_user = (time.perf_counter() - start) / n_users
         out = []
         for i, user in enumerate(users):
             chosen = int(np.argmin(criteria[i]))
             unobs_items = unobs_scores = None
-            if grad_x is not None:
+            if grad_np is not None:
                 unobs_items = np.flatnonzero(x_np[i] <= 0).astype(np.int64)
-                unobs_scores = grad_x[i][unobs_items] * (1.0 - x_np[i][unobs_items])
+                unobs_scores = grad_np[i][unobs_items] * (1.0 - x_np[i][unobs_items])
             out.append(
                 SpinRecExplanation(
                     explainer=self.name,

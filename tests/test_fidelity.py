@@ -158,3 +158,20 @@ def test_explanation_metrics_and_bad_input():
         fidelity_curves(model, history(), TARGET, np.array([1.0, np.nan, 0.0, 0.0]))
     with pytest.raises(ReclensError):
         fidelity_curves(model, torch.zeros(N_ITEMS), TARGET, np.ones(0))
+
+
+def test_deletion_aucs_of_several_users_match_each_alone():
+    model = hand_model("softmax")
+    rng = np.random.default_rng(3)
+    other = np.array([1, 5, 9, 12, 20])
+    xs = torch.zeros(2, N_ITEMS)
+    xs[0, HISTORY] = 1.0
+    xs[1, other] = 1.0
+    targets = np.array([TARGET, 2])
+    items = [HISTORY, other]
+    maps = [rng.normal(size=(3, 4)), rng.normal(size=(6, 5))]
+    p_full = model.probability(model(xs)).detach()[torch.arange(2), torch.from_numpy(targets)]
+    together = deletion_aucs(model, xs, targets, items, maps, p_full, chunk_size=4)
+    for u in range(2):
+        alone = fidelity_curves(model, xs[u], int(targets[u]), maps[u], items[u]).metrics()
+        np.testing.assert_allclose(together[u], alone["del_auc"], rtol=1e-6)

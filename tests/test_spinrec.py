@@ -11,6 +11,7 @@ from torch import nn
 
 from data.errors import ReclensError
 from engine.contract import Recommender
+from explainers.base import gather_probabilities, target_probabilities
 from explainers.fidelity import fidelity_curves
 from explainers.spinrec import SpinRec, integrated_gradients, path_weights
 
@@ -207,3 +208,73 @@ def test_bad_input(train):
         SpinRec(train).explain(model, torch.ones(N_ITEMS + 1))
     with pytest.raises(ReclensError):
         SpinRec(train).explain(model, row(train, 5), target=N_ITEMS)
+
+
+def test_dense_rows_match_toarray_and_leave_the_input_alone():
+    rng = np.random.default_rng(4)
+    dense = (rng.random((12, N_ITEMS)) < 0.3).astype(np.float32)
+    dense[3] = 0.0
+    canonical = sp.csr_matrix(dense)
+    spin = SpinRec(canonical, kappa=2, steps=2)
+    users = np.array([5, 3, 5, 0, 11], dtype=np.int64)
+    np.testing.assert_array_equal(spin.dense_rows(users), canonical[users].toarray())
+    # duplicate entries (not canonical) are summed, as toarray does, on a copy
+    rows, cols = np.nonzero(dense)
+    rows, cols = np.concatenate([rows, rows[:5]]), np.concatenate([cols, cols[:5]])
+    messy = sp.csr_matrix((np.ones(rows.shape[0], np.float32), (rows, cols)), shape=dense.shape)
+    messy.has_canonical_format = False
+    before = messy.data.copy()
+    spin = SpinRec(messy, kappa=2, steps=2)
+    np.testing.assert_array_equal(spin.dense_rows(users), messy[users].toarray())
+    np.testing.assert_array_equal(messy.data, before)
+
+
+def test_gather_probabilities_matches_target_probabilities(train):
+    model = make_model("softmax")
+    rows = torch.from_numpy(train[:9].toarray())
+    index = np.array([4, 0, 4, 8, 2, 2, 7], dtype=np.int64)  # rows scored for several targets
+    targets = np.array([1, 2, 3, 4, 5, 6, 7], dtype=np.int64)
+    for chunk in (2, 3, 512):
+        got = gather_probabilities(model, rows, index, targets, chunk_size=chunk)
+        want = target_probabilities(
+            model, rows[torch.from_numpy(index)], torch.from_numpy(targets), chunk_size=chunk
+        )
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("rule", ["right", "trapezoid"])
+def test_chunked_batched_explanations_match(train, rule):
+    model = make_model("softmax")
+    users = [3, 5, 7, 9]
+    xs = torch.stack([row(train, u) for u in users])
+    whole = SpinRec(train, kappa=5, steps=4, rule=rule, batch_users=4, chunk_size=512)
+    small = SpinRec(train, kappa=5, steps=4, rule=rule, batch_users=3, chunk_size=7)
+    a = whole.explain_batch(model, xs, users=users, seed=2)
+    b = small.explain_batch(model, xs, users=users, seed=2)
+    for u, ea, eb in zip(users, a, b, strict=True):
+        np.testing.assert_array_equal(ea.baseline_users, eb.baseline_users)
+        # other chunk boundaries: the same numbers up to float32 rounding
+        np.testing.assert_allclose(ea.candidates, eb.candidates, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(ea.criterion, eb.criterion, rtol=1e-5)
+        np.testing.assert_allclose(ea.path_probability, eb.path_probability, rtol=1e-5)
+        assert ea.chosen == eb.chosen
+        x = row(train, u)
+        for k, bu in enumerate(ea.baseline_users):
+            b = row(train, int(bu))
+            dense = integrated_gradients(model, x, ea.target, baseline=b, steps=4, rule=rule)
+            np.testing.assert_allclose(
+                ea.candidates[k], dense.numpy()[ea.items], rtol=1e-4, atol=1e-9
+            )
+            assert ea.path_probability[k, 0] == pytest.approx(prob(model, b, ea.target), rel=1e-5)
+            assert ea.path_probability[k, -1] == pytest.approx(prob(model, x, ea.target), rel=1e-5)
+
+
+def test_training_mode_is_restored_and_ignored(train):
+    model = make_model("softmax")
+    x = row(train, 5)
+    reference = SpinRec(train, kappa=4, steps=4).explain(model, x, user=5)
+    model.train()
+    again = SpinRec(train, kappa=4, steps=4).explain(model, x, user=5)
+    assert model.training and all(m.training for m in model.modules())
+    np.testing.assert_array_equal(again.candidates, reference.candidates)
+    np.testing.assert_array_equal(again.criterion, reference.criterion)
