@@ -24,9 +24,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reclens", description="Look inside recommender systems."
-    )
+    parser = argparse.ArgumentParser(prog="reclens", description="Look inside recommender systems.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
