@@ -112,8 +112,8 @@ def path_curves(
         if i != chosen
     ]
     paths = hv.Path(others, ["alpha", "probability"], ["path"], label="other paths").opts(
-        color=MUTED, line_width=1.5, alpha=0.7, tools=["hover"]
-    )
+        color=MUTED, line_width=1.5, alpha=0.7
+    )  # no hover: hit-testing kappa paths on every redraw is slow; the chosen one has it
     best = pd.DataFrame(
         {"alpha": alphas, "probability": probabilities[chosen], "path": labels[chosen]}
     )

@@ -222,13 +222,14 @@ class ExplainView(TabView):
     def _build_lists(self) -> None:
         """History, top-K and comparison: components built once, filled by the panel methods."""
         self._history_md = pn.pane.Markdown("")
-        self._history_table = pn.widgets.Tabulator(
+        # Read-only rows: a scrolling HTML table draws much faster than a Tabulator.
+        self._history_table = pn.pane.DataFrame(
             pd.DataFrame({"title": [], "genres": [], "popularity": []}),
-            disabled=True,
-            show_index=False,
+            index=False,
             height=330,
             sizing_mode="stretch_width",
-            pagination=None,
+            justify="left",
+            styles={"overflow-y": "auto"},
         )
         self._edit_note = pn.pane.Markdown("")
         self._editor_box = pn.Column(
@@ -251,19 +252,9 @@ class ExplainView(TabView):
             ),
         )
         self._compare_frame = pd.DataFrame()
-        self._compare_table = pn.widgets.Tabulator(
-            pd.DataFrame(), disabled=True, show_index=False, sizing_mode="stretch_width",
-            height=330,
-        )  # fmt: skip
-        self._compare_slot = Slot(
-            pn.pane.Markdown("**Same user, several runs**"),
-            self._compare_table,
-            caption(
-                "Top-K lists side by side; \u2713 marks items every run recommends, *overlap* "
-                "counts the runs holding the first run's item at that rank."
-            ),
-            csv_download(lambda: self._compare_frame, "reclens-compare.csv"),
-        )
+        # The table is built when runs are first chosen: until then the slot only shows a hint.
+        self._compare_table: pn.widgets.Tabulator | None = None
+        self._compare_slot = Slot()
 
     def history_panel(self) -> pn.Column:
         """The user's history titles (or the what-if editor), updated in place."""
@@ -283,7 +274,7 @@ class ExplainView(TabView):
             )
         else:
             self._history_md.object = f"**History of user {self.state.user}** ({len(hist)} items)"
-            self._history_table.value = hist[["title", "genres", "popularity"]]
+            self._history_table.object = hist[["title", "genres", "popularity"]]
         self._history_md.visible = not self.whatif
         self._history_table.visible = not self.whatif
         self._editor_box.visible = self.whatif
@@ -345,7 +336,22 @@ class ExplainView(TabView):
                 "title"
             ].tolist()
         self._compare_frame = plots.compare_lists(lists)
-        self._compare_table.value = self._compare_frame
+        if self._compare_table is None:
+            self._compare_table = pn.widgets.Tabulator(
+                self._compare_frame, disabled=True, show_index=False,
+                sizing_mode="stretch_width", height=330,
+            )  # fmt: skip
+            self._compare_slot.body.objects = [
+                pn.pane.Markdown("**Same user, several runs**"),
+                self._compare_table,
+                caption(
+                    "Top-K lists side by side; \u2713 marks items every run recommends, "
+                    "*overlap* counts the runs holding the first run's item at that rank."
+                ),
+                csv_download(lambda: self._compare_frame, "reclens-compare.csv"),
+            ]
+        else:
+            self._compare_table.value = self._compare_frame
 
     # -- explanation: persistent components updated in place --------------------------------
     def _build_explanation(self) -> None:
@@ -356,9 +362,10 @@ class ExplainView(TabView):
         )
         self._exp_error = pn.pane.Alert("", alert_type="warning", visible=False)
         self._baseline_md = pn.pane.Markdown("")
-        self._alternatives = pn.widgets.Tabulator(
-            pd.DataFrame(), disabled=True, show_index=False, height=250,
-            sizing_mode="stretch_width",
+        # A few rows: a plain HTML table draws much faster than a Tabulator.
+        self._alternatives = pn.pane.DataFrame(
+            pd.DataFrame(), index=False, sizing_mode="stretch_width", height=250,
+            styles={"overflow-y": "auto"},
         )  # fmt: skip
         rev = self.param.exp_rev
         self._bars = hv.DynamicMap(pn.bind(self.bars_element, rev=rev, top=self.param.top))
@@ -401,7 +408,7 @@ class ExplainView(TabView):
         )
         alt = exp["alternatives"].copy()
         alt["deletion AUC"] = alt["deletion AUC"].round(5)
-        self._alternatives.value = alt
+        self._alternatives.object = alt
         self.exp_rev += 1
         log.debug("refresh_explanation took %.3f s", time.perf_counter() - start)
 
