@@ -167,16 +167,19 @@ def test_page_restores_url_and_reports_bad_input(service: EngineService) -> None
     assert not dash.views
 
 
-def test_tab_selection_is_two_way(dash: Page) -> None:
+def test_tab_selection_is_two_way_and_builds_tabs_when_shown(dash: Page) -> None:
+    assert set(dash.views) == {"overview"}  # only the shown tab is built
     dash.state.tab = "fairness"
     assert dash.tabs.active == 4
     dash.tabs.active = 1
     assert dash.state.tab == "embeddings"
+    assert set(dash.views) == {"overview", "fairness", "embeddings"}
+    assert len(dash.tabs[1].objects) == 1 and not dash.tabs[2].objects  # shown, never shown
 
 
 # -- views -----------------------------------------------------------------------------------
 def test_overview_scatter_follows_metrics(dash: Page) -> None:
-    view = dash.views["overview"]
+    view = dash.view("overview")
     first = view.tradeoff().object
     view.x_metric = "recall@20"
     second = view.tradeoff().object
@@ -189,7 +192,7 @@ def test_overview_scatter_follows_metrics(dash: Page) -> None:
 
 
 def test_embeddings_highlights_follow_user_and_item(dash: Page, service: EngineService) -> None:
-    view = dash.views["embeddings"]
+    view = dash.view("embeddings")
     run = dash.state.run
     a, b = two_users(service, run)
     first = view.item_highlights(run, a, 10, "")
@@ -213,7 +216,7 @@ def test_embeddings_highlights_follow_user_and_item(dash: Page, service: EngineS
 
 
 def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> None:
-    view = dash.views["explain"]
+    view = dash.view("explain")
     a, b = two_users(service, dash.state.run)
     dash.state.user = a
     bars_a = view.explanation().get("attributions")
@@ -253,7 +256,7 @@ def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> 
 
 
 def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
-    view = dash.views["explain"]
+    view = dash.view("explain")
     dash.state.user = two_users(service, dash.state.run)[0]
     before = view.recommendations()["id"].tolist()
     view.whatif = True
@@ -268,7 +271,7 @@ def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
 
 
 def test_compare_runs_side_by_side(dash: Page, service: EngineService) -> None:
-    view = dash.views["explain"]
+    view = dash.view("explain")
     assert isinstance(view.compare_panel(), object)
     dash.state.compare = [run_of(service, "mf")]
     table = view.compare_panel()[1].value
@@ -277,7 +280,7 @@ def test_compare_runs_side_by_side(dash: Page, service: EngineService) -> None:
 
 
 def test_fairness_follows_user_and_k(dash: Page, service: EngineService) -> None:
-    view = dash.views["fairness"]
+    view = dash.view("fairness")
     a, b = two_users(service, dash.state.run)
     dash.state.user = a
     lines_a = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.Overlay)]
@@ -305,7 +308,7 @@ def test_diffusion_follows_step_and_user(
     if "diffrec" not in {s.model for s in service.summaries()}:
         pytest.skip("diffrec is not registered")
     dash.state.run = run_of(service, "diffrec")
-    view = dash.views["diffusion"]
+    view = dash.view("diffusion")
     a, b = two_users(service, dash.state.run)
     dash.state.user = a
     assert isinstance(view.trajectory_panel(), object)
@@ -333,7 +336,7 @@ def test_diffusion_follows_step_and_user(
 
 
 def test_session_dispose_drops_caches(dash: Page) -> None:
-    view = dash.views["explain"]
+    view = dash.view("explain")
     view.recommendations()
     assert view._cache_recs
     dash.dispose()
@@ -353,5 +356,78 @@ def test_csv_export_and_html_export(dash: Page, service: EngineService) -> None:
 
 
 def test_view_arrays_are_finite(dash: Page) -> None:
-    frame = dash.views["embeddings"].item_frame()
+    frame = dash.view("embeddings").item_frame()
     assert np.isfinite(frame[["x", "y"]].to_numpy()).all()
+
+
+def _served_page(service: EngineService, doc: object, **args: str) -> Page:
+    """A page attached to ``doc`` the way the server attaches it (template and all)."""
+    from panel.io.state import set_curdoc
+
+    page = Page(service, {"run": run_of(service, "ease"), "tab": "explain", **args})
+    with set_curdoc(doc):
+        page.template().server_doc(doc, title="RecLens")
+    return page
+
+
+def test_updates_keep_the_page_design(service: EngineService) -> None:
+    """A pane redrawn after the page is served keeps its stylesheets: a change there makes the
+    browser restyle every pane and made the first user switch three times slower."""
+    from bokeh.document import Document
+
+    doc = Document()
+    page = _served_page(service, doc)
+    pane = page.view("explain")._history_md
+    model = next(iter(pane._models.values()))[0]  # one model, listed under each root
+    before = [getattr(s, "url", s) for s in model.stylesheets]
+    page.state.user = two_users(service, page.state.run)[1]
+    assert page.view("explain")._history_md.object.startswith(
+        f"**History of user {page.state.user}**"
+    )
+    assert [getattr(s, "url", s) for s in model.stylesheets] == before
+    page.dispose()
+
+
+def _live_pages() -> int:
+    import gc
+
+    gc.collect()
+    return sum(isinstance(o, Page) for o in gc.get_objects())
+
+
+def test_closed_session_frees_its_page(service: EngineService) -> None:
+    """A real server session (a Bokeh client instead of a browser): once it closes, nothing
+    process-wide keeps its page, so the server's memory can go back down."""
+    import socket
+
+    from bokeh.client import pull_session
+
+    from app.dashboard.server import free_port, serve
+
+    port = free_port()
+    thread = serve(
+        service, port=port, threaded=True, warm=False, check_unused_sessions_milliseconds=100,
+        unused_session_lifetime_milliseconds=100,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        before = _live_pages()
+        session = pull_session(
+            url=f"http://127.0.0.1:{port}/",
+            arguments={"run": run_of(service, "ease"), "tab": "explain"},
+        )
+        assert any(r.name.startswith("main") for r in session.document.roots)
+        assert _live_pages() == before + 1
+        session.close()
+        deadline = time.time() + 30
+        while _live_pages() > before and time.time() < deadline:
+            time.sleep(0.5)
+        assert _live_pages() == before
+    finally:
+        thread.stop()

@@ -51,10 +51,22 @@ def load_extensions() -> None:
         # The Fast design links a Google web font; the page must work offline, so it uses the
         # system font instead and never asks the browser to fetch anything from the internet.
         Fast._resources = {k: v for k, v in Fast._resources.items() if k != "font"}
-        pn.extension("tabulator", raw_css=[CSS], notifications=True, sizing_mode="stretch_width")
+        # design="fast": every component carries the template's design from its creation. One
+        # created without it gains the default theme's stylesheet at its first update, and the
+        # browser restyles it: the first user switch after a page load took three times longer.
+        pn.extension(
+            "tabulator",
+            raw_css=[CSS],
+            notifications=True,
+            sizing_mode="stretch_width",
+            design="fast",
+        )
         import holoviews as hv
 
         hv.extension("bokeh", logo=False)
+        # Canvas, not WebGL: every plot here is small (maps above 50,000 points are rasterized),
+        # and a WebGL context costs a browser without a GPU (software GL) far more than it saves.
+        hv.renderer("bokeh").webgl = False
         _EXTENSION_LOADED = True
 
 
@@ -66,14 +78,19 @@ class Page:
         self.state = Selection()
         self._apply_args(dict(args or {}))
         self.views: dict[str, TabView] = {}
-        self._build_views()
+        # A tab's view is built the first time the tab is shown: a page opened on one tab does
+        # not pay for the other four.
+        self._slots = {
+            name: pn.Column(sizing_mode="stretch_width", margin=0) for name in TABS
+        }  # fmt: skip
         self._build_sidebar()
         self.tabs = pn.Tabs(
-            *[(TAB_TITLES[name], self.views[name]) for name in TABS],
+            *[(TAB_TITLES[name], self._slots[name]) for name in TABS],
             dynamic=True,
             sizing_mode="stretch_width",
         )
         self.tabs.active = TABS.index(self.state.tab)
+        self.view(self.state.tab)
         self.tabs.param.watch(self._on_tab_index, "active")
         self.state.param.watch(self._on_tab_name, "tab")
         self.state.param.watch(self._on_run, "run")
@@ -146,21 +163,18 @@ class Page:
         return True
 
     # -- views -----------------------------------------------------------------------------
-    def _build_views(self) -> None:
-        common = {"state": self.state, "service": self.service}
-        builders = {
-            "overview": OverviewView,
-            "embeddings": EmbeddingsView,
-            "explain": ExplainView,
-            "diffusion": DiffusionView,
-            "fairness": FairnessView,
-        }
-        for name, cls in builders.items():
+    def view(self, name: str) -> TabView:
+        """The view of tab ``name``, built (and put in its tab) on first use."""
+        if name not in self.views:
+            common = {"state": self.state, "service": self.service}
             try:
-                self.views[name] = cls(**common)
+                view = VIEWS[name](**common)
             except Exception as err:  # noqa: BLE001 - one broken tab must not blank the page
                 log.exception("cannot build the %s tab", name)
-                self.views[name] = _Broken(message=err, **common)
+                view = _Broken(message=err, **common)
+            self.views[name] = view
+            self._slots[name].objects = [view]
+        return self.views[name]
 
     def _build_sidebar(self) -> None:
         st = self.state
@@ -248,6 +262,7 @@ class Page:
         name = TABS[event.new]
         if self.state.tab != name:
             self.state.tab = name
+        self.view(name)
 
     def _on_tab_name(self, event: Any) -> None:
         index = TABS.index(event.new)
@@ -359,6 +374,16 @@ class Page:
             sidebar_width=320,
             main_layout=None,
         )
+
+
+VIEWS: dict[str, type[TabView]] = {
+    "overview": OverviewView,
+    "embeddings": EmbeddingsView,
+    "explain": ExplainView,
+    "diffusion": DiffusionView,
+    "fairness": FairnessView,
+}
+"""The view class of each tab."""
 
 
 class _Broken(TabView):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import socket
 import time
@@ -10,6 +13,7 @@ from typing import Any
 
 import panel as pn
 import torch
+from tornado.ioloop import IOLoop
 
 from app.dashboard.app import Page, create_app, load_extensions
 from app.dashboard.engine_service import EngineService
@@ -18,6 +22,8 @@ log = logging.getLogger("reclens.dashboard")
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5006
+RELEASE_DELAY_S = 1.0
+"""Seconds after a session closes before its memory is collected (its page must be unreachable)."""
 
 
 def origins(address: str, port: int) -> list[str]:
@@ -60,9 +66,24 @@ def serve(
     if warm:
         seconds = warm_up(service)
         log.info("warmed up in %.1f s", seconds)
+    # What exists now (modules, loaded runs, caches) lives as long as the process: moved out of
+    # the collector's sight, a full collection no longer walks half a million objects (0.2 to
+    # 0.4 s, which used to land in the middle of a page being built).
+    gc.collect()
+    gc.freeze()
 
-    def page() -> pn.viewable.Viewable:
-        return create_app(service)
+    def page() -> None:
+        # The page is attached to the session's document here rather than by Panel so that one
+        # freeze recomputes the document's model graph once instead of once per template root
+        # (0.4 s instead of 0.6 s for the ml-100k Explain page).
+        view = create_app(service)
+        doc = pn.state.curdoc
+        start = time.perf_counter()
+        with doc.models.freeze():
+            view.server_doc(doc, title="RecLens")
+        log.debug("page attached to its document in %.3f s", time.perf_counter() - start)
+        loop = IOLoop.current()
+        pn.state.on_session_destroyed(lambda _ctx: loop.call_later(RELEASE_DELAY_S, release_memory))
 
     return pn.serve(
         page,
@@ -74,6 +95,30 @@ def serve(
         title="RecLens",
         **kwargs,
     )
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None on other C libraries)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Collect the objects of closed sessions and give the freed heap back to the system.
+
+    A closed page is a large cycle of Panel, Bokeh and HoloViews objects, so only the cyclic
+    collector frees it; glibc then keeps the freed blocks in its arenas unless asked to return
+    them, and the server's resident memory would stay at its peak after every visit.
+    """
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def warm_up(service: EngineService, limit: int = 8) -> float:

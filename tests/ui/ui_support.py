@@ -30,7 +30,10 @@ from app.dashboard.server import make_service, serve
 runs, port = sys.argv[1], int(sys.argv[2])
 service = make_service(runs, "synthetic", projection="pca")
 print("ready to serve", flush=True)
-serve(service, port=port, show=False, check_unused_sessions=500, unused_session_lifetime=1000)
+serve(
+    service, port=port, show=False, check_unused_sessions_milliseconds=500,
+    unused_session_lifetime_milliseconds=1000,
+)
 """
 
 
