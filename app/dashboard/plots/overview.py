@@ -51,9 +51,13 @@ def activity_histogram(user_counts: np.ndarray, bins: int = 30) -> hv.Histogram:
         lo, hi = counts.min(), max(counts.max(), counts.min() + 1)
         edges = np.unique(np.geomspace(lo, hi * 1.0001, bins + 1))
         freq, edges = np.histogram(counts, bins=edges)
+    # 1-2-5 ticks: Bokeh's own log ticks label every hundred past 100 and the labels collide.
+    nice = [m * 10**e for e in range(8) for m in (1, 2, 5)]
+    ticks = [t for t in nice if edges[0] <= t <= edges[-1]]
     return hv.Histogram((edges, freq), kdims="interactions per user", vdims="users").opts(
         color=PALETTE[0],
         logx=True,
+        xticks=ticks or None,
         tools=["hover"],
         responsive=True,
         height=240,
