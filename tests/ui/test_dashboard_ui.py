@@ -27,7 +27,7 @@ def users_and_runs(server: Server) -> tuple[list[str], str]:
     service = EngineService(server.runs, projection_method="pca")
     runs = {s.model: service.run_id_of(s.path) for s in service.summaries()}
     loaded = service.load(runs.get("ease") or next(iter(runs.values())))
-    users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:6]]
+    users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:10]]
     return users, runs.get("diffrec", "")
 
 
@@ -116,28 +116,48 @@ def test_unknown_user_shows_friendly_message(page: Page, ui_server: Server) -> N
     expect(page.get_by_text("Traceback")).to_have_count(0)
 
 
+def five_sessions(browser: Browser, server: Server, users: list[str]) -> float:
+    """Open the Explain tab of each user at once (one browser context each), check that each
+    page shows its own user, close them; returns the largest server memory seen (MiB)."""
+    contexts = [browser.new_context() for _ in users]
+    pages = [c.new_page() for c in contexts]
+    for page, user in zip(pages, users, strict=True):
+        open_page(page, server, f"?tab=explain&user={user}")
+    peak = server.rss_mb()
+    for page, user in zip(pages, users, strict=True):
+        expect(page.get_by_text(f"is recommended to user {user}")).to_be_visible(timeout=TIMEOUT)
+        expect(page.get_by_text(f"History of user {user}")).to_be_visible()
+        peak = max(peak, server.rss_mb())
+    for context in contexts:
+        context.close()
+    return peak
+
+
+def settled_rss(server: Server, below: float, seconds: float = 30.0) -> float:
+    """The server's resident memory once it is under ``below`` MiB, or after ``seconds``."""
+    deadline = time.time() + seconds
+    rss = server.rss_mb()
+    while rss > below and time.time() < deadline:
+        time.sleep(1)
+        rss = server.rss_mb()
+    return rss
+
+
 def test_five_sessions_get_their_own_views_and_memory_returns(
     browser: Browser, ui_server: Server
 ) -> None:
     users, _ = users_and_runs(ui_server)
-    warm = browser.new_context()
-    open_page(warm.new_page(), ui_server, f"?tab=explain&user={users[5]}")
-    warm.close()
-    time.sleep(4)
     before = ui_server.rss_mb()
-    contexts = [browser.new_context() for _ in range(5)]
-    pages = [c.new_page() for c in contexts]
-    for page, user in zip(pages, users[:5], strict=True):
-        open_page(page, ui_server, f"?tab=explain&user={user}")
-    for page, user in zip(pages, users[:5], strict=True):
-        expect(page.get_by_text(f"is recommended to user {user}")).to_be_visible(timeout=TIMEOUT)
-    peak = ui_server.rss_mb()
-    for context in contexts:
-        context.close()
-    deadline = time.time() + 30
-    after = ui_server.rss_mb()
-    while after > before + 60 and time.time() < deadline:
-        time.sleep(2)
-        after = ui_server.rss_mb()
-    print(f"server RSS: before {before:.0f} MiB, peak {peak:.0f} MiB, after {after:.0f} MiB")
-    assert after <= before + 60, (before, peak, after)
+    peak = five_sessions(browser, ui_server, users[:5])
+    after = settled_rss(ui_server, below=before + 10)
+    # A second round with five other users: nothing accumulates from one visit to the next.
+    peak_again = five_sessions(browser, ui_server, users[4:9])
+    after_again = settled_rss(ui_server, below=after + 5)
+    print(
+        f"server RSS: before {before:.0f} MiB; five sessions peak {peak:.0f}, after {after:.0f};"
+        f" five more peak {peak_again:.0f}, after {after_again:.0f} MiB"
+    )
+    # The closed pages are freed, but Python's allocator keeps part of the room five
+    # concurrent pages took (about 15 MiB here) and reuses it: near the start, and no growth.
+    assert after <= before + 25, (before, peak, after)
+    assert after_again <= after + 8, (after, peak_again, after_again)
