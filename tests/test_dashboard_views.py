@@ -360,11 +360,11 @@ def test_view_arrays_are_finite(dash: Page) -> None:
     assert np.isfinite(frame[["x", "y"]].to_numpy()).all()
 
 
-def _served_page(service: EngineService, doc: object, **args: str) -> Page:
-    """A page attached to ``doc`` the way the server attaches it (template and all)."""
+def _served_page(service: EngineService, doc: object) -> Page:
+    """An Explain page attached to ``doc`` the way the server attaches it (template and all)."""
     from panel.io.state import set_curdoc
 
-    page = Page(service, {"run": run_of(service, "ease"), "tab": "explain", **args})
+    page = Page(service, {"run": run_of(service, "ease"), "tab": "explain"})
     with set_curdoc(doc):
         page.template().server_doc(doc, title="RecLens")
     return page

@@ -151,7 +151,7 @@ def test_five_sessions_get_their_own_views_and_memory_returns(
     peak = five_sessions(browser, ui_server, users[:5])
     after = settled_rss(ui_server, below=before + 10)
     # A second round with five other users: nothing accumulates from one visit to the next.
-    peak_again = five_sessions(browser, ui_server, users[4:9])
+    peak_again = five_sessions(browser, ui_server, users[5:10])
     after_again = settled_rss(ui_server, below=after + 5)
     print(
         f"server RSS: before {before:.0f} MiB; five sessions peak {peak:.0f}, after {after:.0f};"
