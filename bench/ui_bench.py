@@ -167,7 +167,7 @@ def main() -> int:
     ease = next(i for i in ids if "/ease-" in i)
     loaded = service.load(ease)
     users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")]
-    # The browser starts while the first server warms up: its own start-up is not counted.
+    # Chromium starts before any server: its own start-up is not counted.
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
     procs: list[subprocess.Popen] = []
