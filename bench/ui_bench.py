@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
-from ui_support import CHROMIUM_ARGS  # noqa: E402  the flags the browser tests use
+from ui_support import CHROMIUM_ARGS, Server, start_server  # noqa: E402  as the browser tests
 
 MODELS = ("ease", "mf", "diffrec")
 SERVER = """
@@ -72,14 +70,6 @@ def prepare_runs(runs: Path, budget: float) -> list[str]:
     return ids
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def settled(page, timeout: float = 60.0) -> None:
     """Wait until no Panel loading indicator is left (checked every 20 ms)."""
     page.wait_for_function(
@@ -110,20 +100,10 @@ def sentence_shown(page, user: str, timeout: float = 120.0) -> None:
     )
 
 
-def start_server(runs: Path) -> tuple[subprocess.Popen, int]:
-    """Start the dashboard on a free port; returns once it accepts connections (warmed up)."""
-    from app.dashboard.server import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(runs), str(port)], cwd=ROOT)
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit("ui_bench: the server exited") from None
-            time.sleep(0.05)
+def stop(server: Server) -> None:
+    """Stop a dashboard server subprocess."""
+    server.process.terminate()
+    server.process.wait(timeout=30)
 
 
 def first_page(browser, url: str, user: str) -> tuple[object, float, float]:
@@ -170,18 +150,17 @@ def main() -> int:
     # Chromium starts before any server: its own start-up is not counted.
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-    procs: list[subprocess.Popen] = []
+    servers: list[Server] = []
     try:
         firsts: list[float] = []
         page = None
         for start in range(args.starts):
-            if procs:  # the previous server and its page go first
+            if servers:  # the previous server and its page go first
                 page.context.close()
-                procs[-1].terminate()
-                procs.pop().wait(timeout=30)
-            proc, port = start_server(runs)
-            procs.append(proc)
-            url = f"http://127.0.0.1:{port}/?run={ease}&tab=explain"
+                stop(servers.pop())
+            server = start_server(runs, script=SERVER)
+            servers.append(server)
+            url = f"{server.url}?run={ease}&tab=explain"
             page, shown, first = first_page(browser, f"{url}&user={users[start]}", users[start])
             firsts.append(first)
             print(
@@ -208,14 +187,14 @@ def main() -> int:
             f"users (target < 1 s); each: {', '.join(f'{t:.2f}' for t in times)}; sentence "
             f"shown after {', '.join(f'{t:.2f}' for t in sentences)} s"
         )
-        before = rss_mb(proc.pid)
+        before = server.rss_mb()
         samples = [before]
         sampling = threading.Event()
         sampling.set()
 
         def sample() -> None:
             while sampling.is_set():
-                samples.append(rss_mb(proc.pid))
+                samples.append(server.rss_mb())
                 time.sleep(0.05)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -233,7 +212,7 @@ def main() -> int:
         for context in contexts:
             context.close()
         time.sleep(10)
-        after = rss_mb(proc.pid)
+        after = server.rss_mb()
         print(
             f"server memory: {before:.0f} MiB before 5 sessions, peak {peak:.0f} MiB with them, "
             f"{after:.0f} MiB 10 s after they closed"
@@ -241,9 +220,8 @@ def main() -> int:
     finally:
         browser.close()
         playwright.stop()
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
+        for server in servers:
+            stop(server)
     return 0
 
 

@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
-from ui_bench import prepare_runs, sentence_shown, settled, start_server  # noqa: E402
-from ui_support import CHROMIUM_ARGS  # noqa: E402
+from ui_bench import SERVER, prepare_runs, sentence_shown, settled, stop  # noqa: E402
+from ui_support import CHROMIUM_ARGS, start_server  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 
@@ -52,14 +52,14 @@ def main() -> int:
         "diffusion": f"?run={by_model['diffrec']}&tab=diffusion&user={user}",
         "fairness": f"?run={by_model['mf']}&tab=fairness&user={user}",
     }
-    proc, port = start_server(runs)
+    server = start_server(runs, script=SERVER)
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             for name, query in shots.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1100})
-                page.goto(f"http://127.0.0.1:{port}/{query}", timeout=120_000)
+                page.goto(f"{server.url}{query}", timeout=120_000)
                 if name == "explain":
                     sentence_shown(page, user)
                 page.wait_for_load_state("networkidle")
@@ -73,8 +73,7 @@ def main() -> int:
                 page.close()
         finally:
             browser.close()
-            proc.terminate()
-            proc.wait(timeout=30)
+            stop(server)
     return 0
 
 

@@ -68,14 +68,15 @@ def build_runs(root: Path) -> Path:
     return runs
 
 
-def start_server(runs: Path, timeout: float = 120.0) -> Server:
-    """Start ``serve`` in a subprocess on a free port and wait until it answers."""
+def start_server(runs: Path, timeout: float = 120.0, script: str = SERVER_SCRIPT) -> Server:
+    """Start ``script`` (``serve`` on the small synthetic runs by default; it gets the runs
+    folder and a free port) in a subprocess and wait until it answers."""
     from app.dashboard.server import free_port
 
     port = free_port()
     log = open(runs.parent / f"server-{port}.log", "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER_SCRIPT, str(runs), str(port)],
+        [sys.executable, "-c", script, str(runs), str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -88,7 +89,7 @@ def start_server(runs: Path, timeout: float = 120.0) -> Server:
             with socket.create_connection(("127.0.0.1", port), timeout=2):
                 break
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.05)
     else:
         process.kill()
         raise RuntimeError("dashboard server did not start in time")
