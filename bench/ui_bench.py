@@ -23,7 +23,6 @@ computed before the clock starts. Needs ml-100k under ``$RECLENS_DATA`` (e.g.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import threading
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
-from ui_support import CHROMIUM_ARGS, Server, start_server  # noqa: E402  as the browser tests
+from ui_support import CHROMIUM, CHROMIUM_ARGS, Server, start_server  # noqa: E402  as the browser tests
 
 MODELS = ("ease", "mf", "diffrec")
 SERVER = """
@@ -127,8 +126,7 @@ def main() -> int:
         "--starts", type=int, default=3, help="server starts, each timed to its first page"
     )
     args = parser.parse_args()
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
+    if CHROMIUM is None:
         print("ui_bench: chromium not found; skipped")
         return 0
     from data.errors import ReclensError
@@ -149,7 +147,7 @@ def main() -> int:
     users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")]
     # Chromium starts before any server: its own start-up is not counted.
     playwright = sync_playwright().start()
-    browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     servers: list[Server] = []
     try:
         firsts: list[float] = []

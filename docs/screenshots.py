@@ -10,7 +10,6 @@ missing), serves them and saves one PNG per tab into ``docs/screenshots/``. Need
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
 from ui_bench import SERVER, prepare_runs, sentence_shown, settled, stop  # noqa: E402
-from ui_support import CHROMIUM_ARGS, start_server  # noqa: E402
+from ui_support import CHROMIUM, CHROMIUM_ARGS, start_server  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
 
@@ -31,8 +30,7 @@ def main() -> int:
     parser.add_argument("--runs", default=str(ROOT / "artifacts" / "ui-bench" / "runs"))
     parser.add_argument("--user", default="", help="user to show (default: the first evaluated)")
     args = parser.parse_args()
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
+    if CHROMIUM is None:
         print("screenshots: chromium not found")
         return 1
     from playwright.sync_api import sync_playwright
@@ -55,7 +53,7 @@ def main() -> int:
     server = start_server(runs, script=SERVER)
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for name, query in shots.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1100})
