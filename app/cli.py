@@ -8,26 +8,19 @@ printed as one line without a traceback and the command exits with status 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
+from app import cli_data, cli_fidelity, cli_metrics, cli_serve, cli_train, cli_trajectory
 from data.errors import ReclensError
 
-COMMAND_MODULES = (
-    "app.cli_data",
-    "app.cli_train",
-    "app.cli_metrics",
-    "app.cli_fidelity",
-    "app.cli_serve",
-    "app.cli_trajectory",
-)
+COMMAND_MODULES = (cli_data, cli_train, cli_metrics, cli_fidelity, cli_serve, cli_trajectory)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reclens", description="Look inside recommender systems.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
