@@ -11,8 +11,8 @@ top-1 recommendation of ``--users`` test users (sampled with the seed; all by de
 explained by every explainer and the counterfactual fidelity metrics are measured (see
 :mod:`explainers.fidelity` and :mod:`explainers.batch`). The table (or, with ``--json``, one
 JSON object per model and explainer and line) goes to stdout, progress bars to stderr. The
-per-user results are written to Parquet: ``--out FILE``, or by default
-``<run folder>/fidelity/per_user_seed<S>_<N>users.parquet`` per model.
+per-user results are written to Parquet: ``--out FILE``, or by default into each model's run
+folder (``fidelity/per_user_seed<S>_<N>users.parquet``, recorded in the run's manifest).
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ from tqdm import tqdm
 from app.cli_data import SOURCE_HELP
 from app.cli_train import epoch_bar, parse_models, parse_options
 from data.errors import ReclensError
-from data.splits import Split
-from engine.contract import Recommender
 from engine.device import resolve_device
-from engine.pipeline import load_context, prepare_spec, source_spec, train_run
-from engine.runs import list_runs, load_run, read_json, runs_root
+from engine.pipeline import prepare_spec, source_spec, train_run
+from engine.runs import fidelity_file, list_runs, runs_root, write_derived
+from engine.session import OpenRun
 from explainers.batch import FidelityReport, evaluate_fidelity, sample_users
 from explainers.fidelity import CURVES, FIXED_LENGTHS
 from explainers.registry import explainer_names, parse_names
@@ -119,28 +118,25 @@ def find_run(
         same_split = summary.protocol in (protocol, "given")
         if summary.model != model or summary.seed != seed or not same_split:
             continue
-        try:
-            config = read_json(Path(summary.path) / "config.json")
-        except ReclensError:
-            continue
-        data = config.get("dataset", {})
-        same = all(data.get(k) == spec[k] for k in ("kind", "source", "options"))
-        if same and config.get("prepare") == prep:
+        data = summary.config.dataset
+        same = (data.kind, data.source, data.options) == (
+            spec["kind"],
+            spec["source"],
+            spec["options"],
+        )
+        if same and summary.config.prepare == prep:
             return Path(summary.path)
     return None
 
 
-def obtain(
-    args: argparse.Namespace, name: str, load_options: dict[str, Any]
-) -> tuple[Recommender, Split, Path]:
-    """The trained model, its split and its run folder: reused when one exists, else trained."""
+def obtain(args: argparse.Namespace, name: str, load_options: dict[str, Any]) -> OpenRun:
+    """The opened run of ``name``: an existing one reused when there is one, else trained."""
     found = find_run(args.runs, args.dataset, name, args.seed, args.protocol, load_options)
     if found is not None:
-        run = load_run(found, device=resolve_device(args.device))
-        _, split = load_context(run)
+        opened = OpenRun.open(found, device=resolve_device(args.device))
         if not args.quiet:
             print(f"{name}: reusing run {found}", file=sys.stderr)
-        return run.model, split, found
+        return opened
     with epoch_bar(name, args.epochs, args.quiet) as (_, on_epoch):
         result = train_run(
             args.dataset,
@@ -153,10 +149,9 @@ def obtain(
             progress=on_epoch,
             load_options=load_options,
         )
-    if result.recommender is None or result.run_dir is None:
+    if result.run_dir is None:
         raise ReclensError(f"training {name} gave no saved model")
-    _, split = load_context(result.run_dir)
-    return result.recommender.eval(), split, Path(result.run_dir)
+    return OpenRun.open(result.run_dir, device=resolve_device(args.device))
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
@@ -177,8 +172,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     frames: list[pl.DataFrame] = []
     summaries: list[dict[str, Any]] = []
     for name in models:
-        model, split, run_dir = obtain(args, name, load_options)
-        users = sample_users(split, args.users, args.seed)
+        opened = obtain(args, name, load_options)
+        run_dir = opened.path
+        users = sample_users(opened.split, args.users, args.seed)
         bar = tqdm(
             total=len(users),
             desc=f"{name:>8} explain",
@@ -193,8 +189,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
         try:
             report: FidelityReport = evaluate_fidelity(
-                model,
-                split,
+                opened.model,
+                opened.split,
                 explainers=names,
                 users=users,
                 seed=args.seed,
@@ -205,9 +201,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         label = "all" if args.users is None else str(len(users))
-        target = run_dir / "fidelity" / f"per_user_seed{args.seed}_{label}users.parquet"
+        target = run_dir / fidelity_file(args.seed, label)
         if args.out is None:
-            write_parquet(report.per_user, target)
+            write_derived(run_dir, {fidelity_file(args.seed, label): report.per_user.write_parquet})
         frames.append(report.per_user)
         summary = report.summary()
         for row in summary:

@@ -16,6 +16,11 @@ from typing import Any
 
 import polars as pl
 
+from data.errors import ReclensError
+from engine import beyond
+from engine.runs import to_json
+from engine.session import OpenRun
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``reclens metrics``."""
@@ -49,19 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Compute, store and print the run's beyond-accuracy metrics."""
-    from data.errors import ReclensError
-    from engine.beyond import run_metrics, summary_table
-    from engine.runs import to_json
-
     if args.k < 1:
         raise ReclensError(f"--k must be at least 1, got {args.k}")
-    result = run_metrics(
-        args.run,
+    opened = OpenRun.open(args.run)
+    result = beyond.run_metrics(
+        opened.run,
+        opened.dataset,
+        opened.split,
         k=args.k,
         group_by=args.group_by,
-        save=not args.no_save,
         position_weighted=args.position_weighted,
     )
+    if not args.no_save:
+        beyond.save(opened.run, result, opened.dataset)
     if args.json:
         print(json.dumps(to_json(result.to_dict()), indent=2, allow_nan=False))
         return 0
@@ -72,7 +77,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     )
     print()
     print(f"Per user (@{result.k}; mean over evaluated users and distribution)")
-    print(format_table(summary_table(result.per_user)))
+    print(format_table(beyond.summary_table(result.per_user)))
     print()
     print(f"Catalogue (@{result.k})")
     print(format_table(result.catalogue))

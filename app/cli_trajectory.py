@@ -16,6 +16,9 @@ import json
 
 import polars as pl
 
+from data.errors import ReclensError
+from engine.session import OpenRun
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``reclens trajectory``."""
@@ -60,31 +63,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_trajectory(args: argparse.Namespace) -> int:
     """Load the run, record the user's trajectory and print it."""
-    from data.errors import ReclensError
-    from engine.runs import load_run
-    from engine.trajectory import trajectory_for_run
-
     if args.k < 1 or args.top_n < 1:
         raise ReclensError(f"--k and --top-n must be at least 1, got {args.k} and {args.top_n}")
     seeds = parse_seeds(args.seeds)
-    run = load_run(args.run)
-    traj = trajectory_for_run(
-        run,
-        args.user,
+    opened = OpenRun.open(args.run)
+    traj = opened.trajectory(
+        opened.user_index(args.user),
         k=args.k,
         top_n=args.top_n,
         noise_steps=args.noise_steps,
         seeds=seeds,
         sampling_noise=args.sampling_noise,
-        projection=args.map,
+        map_method=args.map,
     )
     if args.json:
-        out = {"run": str(run.path), **traj.to_dict()}
+        out = {"run": str(opened.path), **traj.to_dict()}
         print(json.dumps(out, indent=2, allow_nan=False))
         return 0
     stochastic = args.noise_steps > 0 or args.sampling_noise
     print(
-        f"run {run.path}  user {traj.user}  history {len(traj.history)} items  "
+        f"run {opened.path}  user {traj.user}  history {len(traj.history)} items  "
         f"test {len(traj.heldout)} items  T={traj.n_steps}  noise steps {traj.noise_steps}"
         + ("" if stochastic else "  (deterministic)")
     )

@@ -5,7 +5,7 @@ column (Int64) and one Float64 column per metric below (null where a metric is u
 that user, e.g. calibration without genres in the history). The overall value of a metric is
 the mean over the users where it is defined (:func:`user_means`); the table keeps the whole
 distribution. :func:`engine.catalogue.catalogue_metrics` gives the catalogue table and
-:func:`run_metrics` computes both for a saved run and stores them with it.
+:func:`run_metrics` computes both for a saved run; :func:`store` keeps them with it.
 
 Inputs (shapes): ``recs`` int [U, K] item indices in rank order (distinct within a row),
 ``users`` int [U], ``train`` and ``heldout`` CSR [n_users, n_items] (binary), ``genres``
@@ -49,14 +49,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from data.dataset import Dataset
 from data.errors import ReclensError
+from data.splits import Split
 from engine.catalogue import (
     CATALOGUE_DOCS,
     HEAD_SHARE,
@@ -66,11 +67,17 @@ from engine.catalogue import (
     item_popularity,
 )
 from engine.groups import GROUP_DOCS, GroupGaps, group_gaps, user_groups
+from engine.runs import (
+    BEYOND_METRICS,
+    BEYOND_PER_USER,
+    Run,
+    read_derived_json,
+    to_json,
+    write_derived,
+)
 
 CALIBRATION_ALPHA = 0.01
 BATCH_CELLS = 1 << 22  # cells (users x dims x K) per batch of the similarity steps
-JSON_FILE = "beyond_metrics.json"
-PER_USER_FILE = "beyond_per_user.parquet"
 
 USER_DOCS: dict[str, str] = {
     "ild_genre": "Intra-list diversity: 1 - mean pairwise cosine of the items' genre vectors.",
@@ -503,29 +510,24 @@ def recommendation_lists(frame: pl.DataFrame, k: int) -> tuple[np.ndarray, np.nd
 
 
 def run_metrics(
-    run: Any,
+    run: Run,
+    dataset: Dataset,
+    split: Split,
     k: int = 10,
     group_by: str | None = None,
-    save: bool = True,
     position_weighted: bool = False,
 ) -> BeyondResult:
-    """Beyond-accuracy metrics of a saved run's top-``k`` test lists, stored with the run.
+    """Beyond-accuracy metrics of a saved run's top-``k`` test lists.
 
-    ``run``: a run folder or an :class:`engine.runs.Run`. Relevance is the test part of the
-    run's split, history and popularity its train part (the model's input). Genres come from
-    ``Dataset.items``; item vectors from the run's saved item embeddings unless they are just
-    training-matrix columns (then ``ild_embedding`` would repeat ``ild_cooccurrence`` and is
-    left out). With ``save`` the result goes to ``beyond_metrics.json`` and the per-user table
-    to ``beyond_per_user.parquet`` in the run folder.
+    ``dataset`` and ``split``: the run's prepared data (:class:`engine.session.OpenRun` holds
+    them). Relevance is the test part of the split, history and popularity its train part (the
+    model's input). Genres come from ``Dataset.items``; item vectors from the run's saved item
+    embeddings unless they are just training-matrix columns (then ``ild_embedding`` would
+    repeat ``ild_cooccurrence`` and is left out).
     """
-    from engine.pipeline import load_context
-    from engine.runs import Run, load_run, to_json
-
-    loaded: Run = run if isinstance(run, Run) else load_run(Path(run))
-    dataset, split = load_context(loaded)
-    recs, users = recommendation_lists(loaded.recommendations(), k)
+    recs, users = recommendation_lists(run.recommendations(), k)
     genres, _ = genre_matrix(dataset.items)
-    embeddings, kind = _run_embeddings(loaded, dataset.n_items)
+    embeddings, kind = _run_embeddings(run, dataset.n_items)
     labels = None
     if group_by:
         labels = user_groups(dataset, split, users, group_by)
@@ -541,20 +543,43 @@ def run_metrics(
         position_weighted,
     )
     result.info = {
-        "run": str(loaded.path),
-        "model": loaded.name,
-        "dataset": loaded.dataset,
+        "run": str(run.path),
+        "model": run.name,
+        "dataset": run.dataset,
         "embedding_kind": kind,
         "n_users": int(users.shape[0]),
         "n_items": int(dataset.n_items),
         "part": "test",
     }
-    if save:
-        folder = Path(loaded.path)
-        text = json.dumps(to_json(result.to_dict()), indent=2, allow_nan=False) + "\n"
-        (folder / JSON_FILE).write_text(text)
-        raw = pl.Series("raw_id", dataset.user_raw_ids[users].astype(str), dtype=pl.String)
-        result.per_user.clone().insert_column(1, raw).write_parquet(folder / PER_USER_FILE)
+    return result
+
+
+STORED_K = 10
+"""The list length of the beyond-accuracy metrics stored with every run."""
+
+
+def save(run: Run, result: BeyondResult, dataset: Dataset) -> None:
+    """Store ``result`` in the run folder (JSON means and catalogue, Parquet per-user table),
+    recorded in the run's manifest."""
+    users = result.per_user["user"].to_numpy()
+    raw = pl.Series("raw_id", dataset.user_raw_ids[users].astype(str), dtype=pl.String)
+    table = result.per_user.clone().insert_column(1, raw)
+    write_derived(
+        run.path,
+        {
+            BEYOND_METRICS: lambda path: path.write_text(
+                json.dumps(to_json(result.to_dict()), indent=2, allow_nan=False) + "\n"
+            ),
+            BEYOND_PER_USER: table.write_parquet,
+        },
+    )
+    run.refresh_manifest()
+
+
+def store(run: Run, dataset: Dataset, split: Split) -> BeyondResult:
+    """Compute the run's beyond-accuracy metrics at :data:`STORED_K` and store them."""
+    result = run_metrics(run, dataset, split, k=min(STORED_K, dataset.n_items))
+    save(run, result, dataset)
     return result
 
 
@@ -573,13 +598,6 @@ def _run_embeddings(run: Any, n_items: int) -> tuple[np.ndarray | None, str | No
     return vectors, emb.kind
 
 
-def load_stored(run_dir: str | Path) -> dict[str, Any] | None:
-    """The stored ``beyond_metrics.json`` of a run folder, or None when there is none."""
-    path = Path(run_dir) / JSON_FILE
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReclensError(f"{path}: unreadable ({err})") from err
-    return value if isinstance(value, dict) else None
+def load_stored(run: Run) -> dict[str, Any] | None:
+    """The stored beyond-accuracy means and catalogue of a run, or None when there are none."""
+    return read_derived_json(run.path, BEYOND_METRICS, run.manifest)

@@ -35,11 +35,12 @@ from data.loaders import load as load_source
 from data.movielens import MOVIELENS_NAMES
 from data.prepare import prepare
 from data.splits import Split, split
-from engine import registry
+from engine import beyond, registry
 from engine.contract import Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
-from engine.runs import RunSummary, fingerprint, library_versions, read_json, save_run
+from engine.run_config import DatasetSpec, RunConfig, SplitSpec
+from engine.runs import Run, fingerprint, library_versions, save_run, with_model
 from engine.train import EpochReport, TrainResult, fit
 
 KS: tuple[int, ...] = (10, 20)
@@ -67,7 +68,8 @@ class RunResult:
     ``split``, ``fit``, ``evaluate``, ``total`` (see the module docstring) and ``save``;
     ``run_dir``: the saved run folder (None with ``save=False``); ``history``: one
     :class:`~engine.train.EpochReport` per epoch; ``recommender``: the trained model (eval
-    mode); ``config``: what ``config.json`` holds.
+    mode); ``config``: what ``config.json`` holds. A saved run also holds its beyond-accuracy
+    metrics at K=10 (:func:`engine.beyond.store`), whoever trained it.
     """
 
     model: str
@@ -83,7 +85,7 @@ class RunResult:
     epochs_run: int = 0
     device: str = "cpu"
     recommender: Recommender | None = field(default=None, repr=False)
-    config: dict[str, Any] = field(default_factory=dict, repr=False)
+    config: RunConfig | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict: model, dataset, seed, metrics, valid, seconds, run_dir, epochs."""
@@ -256,26 +258,18 @@ def train_run(
         total=seconds["load"] + seconds["prepare"] + seconds["split"] + (end - start),
     )
 
-    run_config = {
-        "model": name,
-        "hparams": dict(recommender.hparams),
-        "dataset": {
-            "name": prepared.name,
-            **spec,
-            "description": prepared.source,
-        },
-        "prepare": prep,
-        "split": {
-            "protocol": parts.protocol,
-            "ratios": list(RATIOS),
-            "fold_in": FOLD_IN,
-            "seed": int(seed),
-        },
-        "train": config.to_dict(),
-        "device": str(torch_device),
-        "versions": library_versions(),
-        "fingerprint": fingerprint(prepared, parts),
-    }
+    run_config = RunConfig(
+        model=name,
+        hparams=dict(recommender.hparams),
+        n_items=int(prepared.n_items),
+        dataset=DatasetSpec(name=prepared.name, **spec, description=prepared.source),
+        prepare=prep,
+        split=SplitSpec(protocol=parts.protocol, ratios=RATIOS, fold_in=FOLD_IN, seed=int(seed)),
+        train=config.to_dict(),
+        device=str(torch_device),
+        versions=library_versions(),
+        fingerprint=fingerprint(prepared, parts),
+    )
     result = RunResult(
         model=name,
         dataset=prepared.name,
@@ -303,6 +297,7 @@ def train_run(
             per_user=test.per_user,
             root=out,
         )
+        beyond.store(with_model(result.run_dir, recommender), prepared, parts)
         seconds["save"] = time.perf_counter() - save_start
     return result
 
@@ -333,39 +328,30 @@ def _cuda_indices(device: torch.device) -> list[int]:
 
 
 # -- re-creating a run's data ------------------------------------------------------------------
-def load_context(run: Any, dataset: Dataset | None = None) -> tuple[Dataset, Split]:
+def load_context(run: Run | RunConfig, dataset: Dataset | None = None) -> tuple[Dataset, Split]:
     """The prepared dataset and split a run was trained on, re-created from its config.
 
-    ``run``: a :class:`~engine.runs.Run`, a :class:`~engine.runs.RunSummary`, a run folder
-    or a config dict. ``dataset``: the loaded dataset, needed only when the run was trained on
-    an in-memory :class:`Dataset`. Raises :class:`ReclensError` when the data no longer
-    matches the stored fingerprint (users, items, interactions, training matrix).
+    ``run``: a :class:`~engine.runs.Run` or its :class:`~engine.run_config.RunConfig`.
+    ``dataset``: the loaded dataset, needed only when the run was trained on an in-memory
+    :class:`Dataset`. Raises :class:`ReclensError` when the data no longer matches the stored
+    fingerprint (users, items, interactions, training matrix).
     """
-    config, label = _config_of(run)
-    try:
-        spec = {k: config["dataset"][k] for k in ("kind", "source", "options")}
-        prep = prepare_spec(config.get("prepare"))
-        protocol = str(config["split"]["protocol"])
-        seed = int(config["split"]["seed"])
-        stored = dict(config["fingerprint"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ReclensError(f"{label}: run config lacks the data description ({err})") from err
-    prepared, parts, _ = build_data(spec, prep, protocol, seed, dataset)
+    config = run.config if isinstance(run, Run) else run
+    label = str(run.path / "config.json") if isinstance(run, Run) else "run config"
+    spec = {
+        "kind": config.dataset.kind,
+        "source": config.dataset.source,
+        "options": dict(config.dataset.options),
+    }
+    if not config.fingerprint:
+        raise ReclensError(f"{label}: run config lacks the data fingerprint")
+    prep = prepare_spec(config.prepare)
+    prepared, parts, _ = build_data(spec, prep, config.split.protocol, config.seed, dataset)
     now = fingerprint(prepared, parts)
-    changed = [k for k in stored if now.get(k) != stored[k]]
+    changed = [k for k in config.fingerprint if now.get(k) != config.fingerprint[k]]
     if changed:
         raise ReclensError(
             f"{label}: the data of {spec['source']} changed since the run was trained "
             f"({', '.join(changed)} differ); retrain the model"
         )
     return prepared, parts
-
-
-def _config_of(run: Any) -> tuple[dict[str, Any], str]:
-    if isinstance(run, Mapping):
-        return dict(run), "run config"
-    config = getattr(run, "config", None)
-    if isinstance(config, dict):
-        return config, str(getattr(run, "path", "run"))
-    path = run.path if isinstance(run, RunSummary) else Path(run)
-    return read_json(Path(path) / "config.json"), str(Path(path) / "config.json")

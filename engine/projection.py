@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import secrets
 import threading
 import time
 import warnings
@@ -41,9 +39,11 @@ from engine.runs import (
     ITEM_EMBEDDINGS,
     USER_EMBEDDINGS,
     Run,
-    read_embeddings,
-    read_json,
-    read_manifest,
+    RunError,
+    projection_files,
+    read_derived_json,
+    read_derived_table,
+    write_derived,
 )
 
 Method = Literal["umap", "pca"]
@@ -148,17 +148,10 @@ def _enable_numba_cache() -> None:
     Only functions not compiled yet are touched; any failure leaves them uncached (slower,
     never wrong).
     """
-    import importlib
+    from numba.core.dispatcher import Dispatcher
+    from umap import distances, layouts, sparse, spectral, umap_, utils
 
-    try:
-        from numba.core.dispatcher import Dispatcher
-    except ImportError:  # pragma: no cover - numba always comes with umap-learn
-        return
-    for name in ("umap_", "layouts", "distances", "sparse", "spectral", "utils"):
-        try:
-            module = importlib.import_module(f"umap.{name}")
-        except ImportError:
-            continue
+    for module in (umap_, layouts, distances, sparse, spectral, utils):
         for obj in list(vars(module).values()):
             if isinstance(obj, Dispatcher) and not obj.signatures:
                 with contextlib.suppress(Exception):
@@ -174,51 +167,41 @@ def warm_up() -> float:
 
 
 # -- projections stored with a run -----------------------------------------------------------------
-def projection_files(folder: str | Path, kind: str, method: str) -> tuple[Path, Path]:
-    """The parquet and JSON files of a stored projection."""
-    stem = f"{kind}_2d" if method == "umap" else f"{kind}_2d_{method}"
-    folder = Path(folder)
-    return folder / f"{stem}.parquet", folder / f"{stem}.json"
-
-
 def run_projection(
-    run: Run | str | Path, kind: Kind = "items", method: Method = "umap", recompute: bool = False
+    run: Run, kind: Kind = "items", method: Method = "umap", recompute: bool = False
 ) -> np.ndarray:
     """2-D coordinates float32 [n, 2] of a run's ``kind`` vectors, stored with the run.
 
-    ``run``: a loaded :class:`~engine.runs.Run` or a run folder (only the embeddings files are
-    read, the model is not restored). Rows follow the saved embeddings' ``index`` column.
-    Reuses ``<kind>_2d[_pca].parquet`` when its JSON says it was made by ``method`` with the
-    run's seed from the current embeddings file; ``recompute`` forces a new one.
+    Rows follow the saved embeddings' ``index`` column. Reuses the stored projection
+    (:func:`engine.runs.projection_files`) when its description says it was made by ``method``
+    with the run's seed from the current embeddings file; ``recompute`` forces a new one. A new
+    projection is stored through :func:`engine.runs.write_derived` (a read-only run folder is
+    left as it is).
     """
     if kind not in KINDS:
         raise ReclensError(f"unknown projection kind {kind!r}: use items or users")
     if method not in METHODS:
         raise ReclensError(f"unknown projection method {method!r}: use {' or '.join(METHODS)}")
-    folder = Path(run.path if isinstance(run, Run) else run).expanduser()
-    config = run.config if isinstance(run, Run) else read_json(folder / "config.json")
-    seed = int(config.get("split", {}).get("seed", 0))
-    manifest = read_manifest(folder)
     source = ITEM_EMBEDDINGS if kind == "items" else USER_EMBEDDINGS
     wanted = {
         "kind": kind,
         "method": method,
-        "seed": seed if method == "umap" else None,
+        "seed": run.seed if method == "umap" else None,
         "n_neighbors": N_NEIGHBORS if method == "umap" else None,
         "metric": METRIC,
         "source": source,
-        "source_sha256": (manifest.get(source) or {}).get("sha256"),
+        "source_sha256": (run.manifest.get(source) or {}).get("sha256"),
     }
-    with _lock_for(folder):
+    with _lock_for(run.path):
         if not recompute:
-            stored = _read_stored(folder, kind, method, wanted)
+            stored = _read_stored(run, kind, method, wanted)
             if stored is not None:
                 return stored
-        embeddings = read_embeddings(folder, kind, manifest, config)
+        embeddings = run.item_embeddings() if kind == "items" else run.user_embeddings()
         start = time.perf_counter()
-        coords = project(embeddings.vectors, method, seed)
+        coords = project(embeddings.vectors, method, seed=run.seed)
         seconds = time.perf_counter() - start
-        _store(folder, kind, method, embeddings.index, coords, {**wanted, "seconds": seconds})
+        _store(run, kind, method, embeddings.index, coords, {**wanted, "seconds": seconds})
     return coords
 
 
@@ -228,33 +211,31 @@ def _lock_for(folder: Path) -> threading.Lock:
         return _PATH_LOCKS.setdefault(key, threading.Lock())
 
 
-def _read_stored(folder: Path, kind: str, method: str, wanted: dict[str, Any]) -> np.ndarray | None:
-    """The stored coordinates when present, readable and made as ``wanted``; else None."""
-    table_path, meta_path = projection_files(folder, kind, method)
-    if not (table_path.is_file() and meta_path.is_file()):
+def _read_stored(run: Run, kind: str, method: str, wanted: dict[str, Any]) -> np.ndarray | None:
+    """The stored coordinates when listed in the manifest and made as ``wanted``; else None.
+
+    A stored file changed after it was written raises :class:`~engine.runs.RunError`.
+    """
+    table_name, meta_name = projection_files(kind, method)
+    meta = read_derived_json(run.path, meta_name, run.manifest)
+    if meta is None or any(meta.get(k) != v for k, v in wanted.items()):
         return None
-    try:
-        meta = json.loads(meta_path.read_text())
-        if any(meta.get(k) != v for k, v in wanted.items()):
-            return None
-        frame = pl.read_parquet(table_path, columns=["index", "x", "y"])
-    except Exception:  # a damaged or foreign file is simply recomputed
-        return None
-    if frame.height != meta.get("n"):
+    frame = read_derived_table(run.path, table_name, run.manifest)
+    if frame is None or frame.height != meta.get("n") or not {"x", "y"} <= set(frame.columns):
         return None
     return np.stack([frame["x"].to_numpy(), frame["y"].to_numpy()], axis=1).astype(np.float32)
 
 
 def _store(
-    folder: Path,
+    run: Run,
     kind: str,
     method: str,
     index: np.ndarray,
     coords: np.ndarray,
     meta: dict[str, Any],
 ) -> None:
-    """Write the table, then its JSON, each by atomic replace; a read-only run is left alone."""
-    table_path, meta_path = projection_files(folder, kind, method)
+    """Store the table and its description with the run (a read-only run is left alone)."""
+    table_name, meta_name = projection_files(kind, method)
     frame = pl.DataFrame(
         {
             "index": pl.Series(index.astype(np.int64)),
@@ -262,15 +243,12 @@ def _store(
             "y": pl.Series(coords[:, 1], dtype=pl.Float32),
         }
     )
-    token = f".partial-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp_table = table_path.with_name(f".{table_path.name}{token}")
-    tmp_meta = meta_path.with_name(f".{meta_path.name}{token}")
+    description = json.dumps({**meta, "n": frame.height}, indent=2) + "\n"
     try:
-        frame.write_parquet(tmp_table)
-        os.replace(tmp_table, table_path)
-        tmp_meta.write_text(json.dumps({**meta, "n": frame.height}, indent=2) + "\n")
-        os.replace(tmp_meta, meta_path)
-    except OSError:
-        for tmp in (tmp_table, tmp_meta):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        write_derived(
+            run.path,
+            {table_name: frame.write_parquet, meta_name: lambda path: path.write_text(description)},
+        )
+    except RunError:
+        return
+    run.refresh_manifest()

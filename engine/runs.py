@@ -14,16 +14,29 @@ A run folder (by default ``$RECLENS_HOME/runs/<dataset>/<model>-<UTC timestamp>`
   ``vector`` (a fixed-size list column, ``Array(Float32, d)``), see :func:`representations`;
 - ``.complete``: a JSON manifest (size and SHA-256 of every file above), written last.
 
-:func:`save_run` writes everything into a hidden temporary sibling folder and renames it into
-place only when complete, so an interrupted run never leaves a folder that looks finished.
-:func:`load_run` checks the manifest and turns every problem (missing folder, missing,
-truncated or tampered file, invalid JSON, safetensors header error, shape mismatch) into a
+Files derived later from a saved run are written here too, only through :func:`write_derived`
+(each file atomically, then the manifest updated), so the manifest covers them:
+
+- ``beyond_metrics.json`` / ``beyond_per_user.parquet``: beyond-accuracy metrics at K=10
+  (:data:`BEYOND_METRICS`, :data:`BEYOND_PER_USER`; written by the pipeline for every run);
+- ``items_2d.parquet`` + ``items_2d.json`` (and ``users_``, ``_pca``): 2-D projections
+  (:func:`projection_files`);
+- ``fidelity/per_user_seed<S>_<N>users.parquet``: per-user fidelity results
+  (:func:`fidelity_file`).
+
+No other module knows a file name inside a run folder. :func:`save_run` writes everything into
+a hidden temporary sibling folder and renames it into place only when complete, so an
+interrupted run never leaves a folder that looks finished; stale temporary folders of earlier
+interrupted saves are removed on the next save. :func:`load_run` checks every file of the
+manifest (derived ones included) and turns every problem (missing folder, missing, truncated,
+linked or tampered file, invalid JSON, safetensors header error, shape mismatch) into a
 one-line :class:`~data.errors.ReclensError`; nothing in a run folder is ever executed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -31,8 +44,10 @@ import os
 import re
 import secrets
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +64,7 @@ from data.paths import reclens_home
 from data.splits import Split
 from engine.contract import Recommender
 from engine.evaluate import dense_rows, top_k
+from engine.run_config import RunConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
@@ -67,11 +83,15 @@ ARTIFACTS: tuple[str, ...] = (
     ITEM_EMBEDDINGS,
     USER_EMBEDDINGS,
 )
+BEYOND_METRICS = "beyond_metrics.json"
+BEYOND_PER_USER = "beyond_per_user.parquet"
 RECOMMENDATIONS_K = 100
 MAX_EMBEDDING_DIMS = 2048
 """Non-learned representations wider than this are compressed (see :func:`representations`)."""
 COMPRESSED_DIMS = 256
 FORMAT_VERSION = 1
+STALE_PARTIAL_SECONDS = 3600.0
+"""Hidden ``.partial-*`` folders older than this are left over from interrupted saves."""
 
 
 class RunError(ReclensError):
@@ -322,7 +342,7 @@ def save_run(
     dataset: Dataset,
     split: Split,
     *,
-    config: Mapping[str, Any],
+    config: RunConfig,
     metrics: Mapping[str, Any],
     per_user: pl.DataFrame,
     root: str | Path | None = None,
@@ -330,38 +350,40 @@ def save_run(
 ) -> Path:
     """Write a complete run folder and return its path.
 
-    ``config`` needs at least ``model``, ``hparams`` and ``dataset`` (a mapping with ``name``);
-    ``metrics``: test/valid means, seconds, history; ``per_user``: the test per-user table
-    (``user`` + metric columns; ``raw_id`` is added). The folder is ``run_dir`` when given
-    (it must not exist yet), else ``<root>/<dataset>/<model>-<UTC timestamp>`` under ``root``
-    (default :func:`runs_root`), with ``-2``, ``-3``... added when that name is taken.
-    Everything is written to a hidden temporary sibling first and renamed at the end.
+    ``config``: what the run was made from (``created``, ``format``, ``n_items`` and
+    ``embeddings`` are filled in here); ``metrics``: test/valid means, seconds, history;
+    ``per_user``: the test per-user table (``user`` + metric columns; ``raw_id`` is added). The
+    folder is ``run_dir`` when given (it must not exist yet), else
+    ``<root>/<dataset>/<model>-<UTC timestamp>`` under ``root`` (default :func:`runs_root`),
+    with ``-2``, ``-3``... added when that name is taken. Everything is written to a hidden
+    temporary sibling first and renamed at the end.
     """
-    for key in ("model", "hparams", "dataset"):
-        if key not in config:
-            raise RunError(f"run config is missing {key!r}")
     if run_dir is not None:
         final = Path(run_dir).expanduser()
         if final.exists():
             raise RunError(f"{final}: run folder already exists")
     else:
         base = Path(root).expanduser() if root is not None else runs_root()
-        final = base / slug(config["dataset"]["name"]) / f"{slug(config['model'])}-{utc_stamp()}"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+        final = base / slug(config.dataset.name) / f"{slug(config.model)}-{utc_stamp()}"
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(final.parent)
+        tmp = final.parent / f".{final.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+    except OSError as err:
+        raise RunError(f"{final.parent}: cannot write a run folder there ({_short(err)})") from err
     try:
         items, users = representations(model, dataset, split)
-        full_config = {
-            **config,
-            "format": FORMAT_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "n_items": int(model.n_items),
-            "embeddings": {"kind": items.kind, "note": items.note, "dims": items.vectors.shape[1]},
-        }
-        _write_json(tmp / CONFIG, full_config)
+        full_config = replace(
+            config,
+            format=FORMAT_VERSION,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            n_items=int(model.n_items),
+            embeddings={"kind": items.kind, "note": items.note, "dims": items.vectors.shape[1]},
+        )
+        _write_json(tmp / CONFIG, full_config.to_json())
         _write_json(tmp / METRICS, metrics)
-        save_file(state_tensors(model), str(tmp / MODEL), metadata={"model": str(config["model"])})
+        save_file(state_tensors(model), str(tmp / MODEL), metadata={"model": config.model})
         raw = pl.Series("raw_id", dataset.user_raw_ids[per_user["user"].to_numpy()].astype(str))
         per_user.clone().insert_column(1, raw).write_parquet(tmp / PER_USER)
         recommendations(model, dataset, split).write_parquet(tmp / RECOMMENDATIONS)
@@ -370,9 +392,134 @@ def save_run(
         manifest = {name: _file_entry(tmp / name) for name in ARTIFACTS}
         _write_json(tmp / COMPLETE, {"format": FORMAT_VERSION, "files": manifest})
         return _rename_into_place(tmp, final, explicit=run_dir is not None)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RunError(f"{final}: saving the run failed ({_short(err)})") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_stale_partials(folder: Path, older_than: float = STALE_PARTIAL_SECONDS) -> list[Path]:
+    """Remove hidden ``.<name>.partial-*`` folders and files older than ``older_than`` seconds.
+
+    They are what interrupted saves leave behind (a running save's own is younger). Returns
+    the removed paths.
+    """
+    removed = []
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for child in folder.iterdir():
+            if not (child.name.startswith(".") and ".partial-" in child.name):
+                continue
+            with contextlib.suppress(OSError):
+                if now - child.lstat().st_mtime < older_than:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+                removed.append(child)
+    return removed
+
+
+# -- derived files -----------------------------------------------------------------------------
+def projection_files(kind: str, method: str) -> tuple[str, str]:
+    """Names of a stored projection's table and its JSON description inside a run folder."""
+    stem = f"{kind}_2d" if method == "umap" else f"{kind}_2d_{method}"
+    return f"{stem}.parquet", f"{stem}.json"
+
+
+def fidelity_file(seed: int, label: str) -> str:
+    """Name (inside a run folder) of per-user fidelity results for ``seed`` and a user count."""
+    return f"fidelity/per_user_seed{int(seed)}_{slug(label)}users.parquet"
+
+
+Writer = Callable[[Path], None]
+_FOLDER_LOCKS: dict[str, threading.Lock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Exclusive access to a run folder's manifest: a thread lock plus ``flock`` on the folder."""
+    key = str(folder.resolve())
+    with _FOLDER_LOCKS_GUARD:
+        lock = _FOLDER_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def write_derived(folder: str | Path, writers: Mapping[str, Writer]) -> None:
+    """Write derived files into a complete run folder and record them in its manifest.
+
+    ``writers`` maps a file name (see the module docstring) to a function that writes the
+    file's content to the path it is given. Each file is written to a hidden temporary name
+    and renamed into place, then the manifest is replaced by one that lists it (so
+    :func:`load_run` verifies it). Raises :class:`RunError` when the folder is not a complete
+    run or cannot be written (a read-only run, a full disk).
+    """
+    folder = Path(folder).expanduser()
+    read_manifest(folder)
+    token = f".partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        with _folder_lock(folder):
+            marker = read_json(folder / COMPLETE)
+            files = dict(marker.get("files") or {})
+            for name, write in writers.items():
+                if name in ARTIFACTS or name == COMPLETE:
+                    raise RunError(f"{folder}: {name} is written only when the run is saved")
+                final = folder / name
+                final.parent.mkdir(parents=True, exist_ok=True)
+                tmp = final.with_name(f".{final.name}{token}")
+                try:
+                    write(tmp)
+                    files[name] = _file_entry(tmp)
+                    os.replace(tmp, final)
+                finally:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+            tmp_marker = folder / f"{COMPLETE}{token}"
+            _write_json(tmp_marker, {**marker, "files": files})
+            os.replace(tmp_marker, folder / COMPLETE)
+    except OSError as err:
+        raise RunError(f"{folder}: cannot store {', '.join(writers)} ({_short(err)})") from err
+
+
+def write_derived_json(folder: str | Path, name: str, value: Any) -> None:
+    """Store a JSON derived file (see :func:`write_derived`)."""
+    write_derived(folder, {name: lambda path: _write_json(path, value)})
+
+
+def read_derived_json(
+    folder: str | Path, name: str, manifest: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """A derived JSON file of a run folder, or None when the manifest does not list it.
+
+    A listed file that was changed after it was stored raises :class:`RunError`.
+    """
+    folder = Path(folder).expanduser()
+    manifest = read_manifest(folder) if manifest is None else manifest
+    if name not in manifest:
+        return None
+    _verify(folder / name, manifest[name])
+    return read_json(folder / name)
+
+
+def read_derived_table(
+    folder: str | Path, name: str, manifest: Mapping[str, Any] | None = None
+) -> pl.DataFrame | None:
+    """A derived Parquet file of a run folder, or None when the manifest does not list it."""
+    folder = Path(folder).expanduser()
+    manifest = read_manifest(folder) if manifest is None else manifest
+    if name not in manifest:
+        return None
+    return read_table(folder, name, manifest)
 
 
 def _rename_into_place(tmp: Path, final: Path, explicit: bool) -> Path:
@@ -414,7 +561,7 @@ class Run:
     """A saved run: its folder, config and metrics, and the restored model (eval mode)."""
 
     path: Path
-    config: dict[str, Any]
+    config: RunConfig
     metrics: dict[str, Any]
     model: Recommender
     _manifest: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -422,16 +569,25 @@ class Run:
     @property
     def name(self) -> str:
         """The model's registry name."""
-        return str(self.config["model"])
+        return self.config.model
 
     @property
     def dataset(self) -> str:
         """The dataset's name."""
-        return str(self.config["dataset"]["name"])
+        return self.config.dataset.name
 
     @property
     def seed(self) -> int:
-        return int(self.config.get("split", {}).get("seed", 0))
+        return self.config.seed
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The ``{file name: {"bytes", "sha256"}}`` manifest as read when the run was loaded."""
+        return dict(self._manifest)
+
+    def refresh_manifest(self) -> None:
+        """Read the manifest again (after :func:`write_derived` added files)."""
+        self._manifest = read_manifest(self.path)
 
     def per_user_metrics(self) -> pl.DataFrame:
         """Test metrics per evaluated user: ``user``, ``raw_id``, ``recall@10``, ..."""
@@ -482,7 +638,7 @@ def read_embeddings(
     folder: str | Path,
     kind: str,
     manifest: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
+    config: RunConfig | None = None,
 ) -> Embeddings:
     """Saved ``kind`` (``items`` or ``users``) vectors of a run folder, without the model."""
     if kind not in ("items", "users"):
@@ -496,7 +652,7 @@ def read_embeddings(
     vectors = frame["vector"].to_numpy()
     if vectors.ndim != 2:
         raise RunError(f"{path}: column vector is not a fixed-size vector column")
-    info = (config if config is not None else read_json(folder / CONFIG)).get("embeddings", {})
+    info = (config if config is not None else read_config(folder)).embeddings
     return Embeddings(
         frame["index"].to_numpy().astype(np.int64),
         frame["raw_id"].to_numpy().astype(str),
@@ -514,27 +670,65 @@ def load_run(
 ) -> Run:
     """Read the run folder ``path`` and restore its model on ``device``.
 
-    The model is rebuilt as ``factory(name, n_items, **hparams)`` (default
-    :func:`engine.registry.create`) and given the saved state dict, so it scores exactly as
-    when it was saved. Every problem raises :class:`RunError` (a ReclensError) naming the file.
+    Every file the manifest lists (derived files included) is checked first (size, SHA-256,
+    a plain file), so any change after saving is noticed. The model is rebuilt as
+    ``factory(name, n_items, **hparams)`` (default :func:`engine.registry.create`) and given
+    the saved state dict, so it scores exactly as when it was saved. Every problem raises
+    :class:`RunError` (a ReclensError) naming the file.
     """
     folder = Path(path).expanduser()
-    manifest = read_manifest(folder)
-    for name in (CONFIG, METRICS, MODEL):
-        _verify(folder / name, manifest.get(name))
-    config = read_json(folder / CONFIG)
+    manifest = verify_run(folder)
+    config = read_config(folder)
     metrics = read_json(folder / METRICS)
     model = _restore_model(folder, config, torch.device(device), factory)
     return Run(path=folder, config=config, metrics=metrics, model=model, _manifest=manifest)
 
 
+def with_model(path: str | Path, model: Recommender) -> Run:
+    """The saved run at ``path`` with ``model`` (already in memory) instead of a restored one."""
+    folder = Path(path).expanduser()
+    manifest = read_manifest(folder)
+    _verify(folder / METRICS, manifest.get(METRICS))
+    _verify(folder / CONFIG, manifest.get(CONFIG))
+    return Run(folder, read_config(folder), read_json(folder / METRICS), model, manifest)
+
+
+def verify_run(folder: str | Path) -> dict[str, Any]:
+    """Check every file the manifest of a run folder lists; returns the manifest."""
+    folder = Path(folder).expanduser()
+    manifest = read_manifest(folder)
+    for name in ARTIFACTS:
+        if name not in manifest:
+            raise RunError(f"{folder / name}: not listed in the run's {COMPLETE} manifest")
+    for name, entry in manifest.items():
+        path = folder / name
+        if not _inside(folder, path):
+            raise RunError(f"{folder / COMPLETE}: manifest names a file outside the run: {name}")
+        _verify(path, entry)
+    return manifest
+
+
+def read_config(folder: str | Path) -> RunConfig:
+    """The typed ``config.json`` of a run folder (not checked against the manifest)."""
+    path = Path(folder).expanduser() / CONFIG
+    return RunConfig.from_json(read_json(path), str(path))
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def _restore_model(
-    folder: Path, config: dict[str, Any], device: torch.device, factory: Factory | None
+    folder: Path, config: RunConfig, device: torch.device, factory: Factory | None
 ) -> Recommender:
     cfg_path = folder / CONFIG
-    name, hparams, n_items = config.get("model"), config.get("hparams"), config.get("n_items")
-    if not isinstance(name, str) or not isinstance(hparams, dict) or not isinstance(n_items, int):
-        raise RunError(f"{cfg_path}: needs model (string), hparams (object), n_items (integer)")
+    name, hparams, n_items = config.model, config.hparams, config.n_items
+    if n_items < 1:
+        raise RunError(f"{cfg_path}: n_items must be a positive integer, got {n_items}")
     if factory is None:
         from engine import registry
 
@@ -583,13 +777,17 @@ def read_json(path: Path) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise RunError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}") from err
+    except RecursionError as err:
+        raise RunError(f"{path}: JSON nested too deeply") from err
     if not isinstance(value, dict):
         raise RunError(f"{path}: expected a JSON object")
     return value
 
 
 def _verify(path: Path, entry: Any) -> None:
-    """Check ``path`` against its manifest ``entry`` (size, then SHA-256)."""
+    """Check ``path`` against its manifest ``entry`` (a plain file, size, then SHA-256)."""
+    if path.is_symlink():
+        raise RunError(f"{path}: a symbolic link; run folders hold only plain files")
     if not path.is_file():
         raise RunError(f"{path}: missing")
     if not isinstance(entry, dict):
@@ -621,6 +819,12 @@ class RunSummary:
     valid: dict[str, float]
     seconds: dict[str, float]
     hparams: dict[str, Any]
+    config: RunConfig
+
+
+def _mapping_of(metrics: dict[str, Any], key: str) -> dict[str, Any]:
+    value = metrics.get(key, {})
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def list_runs(root: str | Path | None = None) -> list[RunSummary]:
@@ -634,23 +838,24 @@ def list_runs(root: str | Path | None = None) -> list[RunSummary]:
     found: list[RunSummary] = []
     for folder in _candidate_folders(base):
         try:
-            config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
+            config, metrics = read_config(folder), read_json(folder / METRICS)
             found.append(
                 RunSummary(
                     path=folder,
-                    dataset=str(config["dataset"]["name"]),
-                    model=str(config["model"]),
-                    seed=int(config.get("split", {}).get("seed", 0)),
-                    created=str(config.get("created", "")),
-                    device=str(config.get("device", "")),
-                    protocol=str(config.get("split", {}).get("protocol", "")),
-                    metrics=dict(metrics.get("test", {})),
-                    valid=dict(metrics.get("valid", {})),
-                    seconds=dict(metrics.get("seconds", {})),
-                    hparams=dict(config.get("hparams", {})),
+                    dataset=config.dataset.name,
+                    model=config.model,
+                    seed=config.seed,
+                    created=config.created,
+                    device=config.device,
+                    protocol=config.split.protocol,
+                    metrics=_mapping_of(metrics, "test"),
+                    valid=_mapping_of(metrics, "valid"),
+                    seconds=_mapping_of(metrics, "seconds"),
+                    hparams=dict(config.hparams),
+                    config=config,
                 )
             )
-        except (ReclensError, KeyError, TypeError, ValueError):
+        except ReclensError:
             continue
     found.sort(key=lambda s: (s.created, str(s.path)), reverse=True)
     return found

@@ -8,8 +8,8 @@ the top K, how the ranking metrics against the user's held-out items evolve, and
 prediction sits on the 2D item map (the score-weighted centroid of its top-N items).
 
 :func:`trajectory` records one user's walk for one or several noise seeds (a "fan" when
-``noise_steps > 0`` or with ``sampling_noise``); :func:`trajectory_for_run` does the same for a
-saved run and a raw user id, with the run's split and item map.
+``noise_steps > 0`` or with ``sampling_noise``); :meth:`engine.session.OpenRun.trajectory`
+does the same for a user of a saved run, with the run's split and item map.
 """
 
 from __future__ import annotations
@@ -241,59 +241,6 @@ def trajectory(
         history=np.flatnonzero(hist_np > 0),
         heldout=heldout,
         user=user,
-    )
-
-
-def trajectory_for_run(
-    run: Any,
-    user: str | int,
-    *,
-    k: int = 10,
-    top_n: int = 20,
-    noise_steps: int = 0,
-    seeds: Sequence[int] = (0,),
-    sampling_noise: bool = False,
-    coords: np.ndarray | None = None,
-    projection: str = "umap",
-) -> Trajectory:
-    """The trajectory of the user with raw id ``user`` in a saved diffrec ``run``.
-
-    The input is the user's train row, the metrics count the test items, and train and valid
-    items are masked, as in :func:`engine.evaluate.evaluate` on the test part (so the last
-    step's metrics are the user's evaluation metrics). ``coords`` [n_items, 2] defaults to the
-    run's item map (:func:`engine.projection.run_projection`, ``method=projection``).
-    """
-    from engine.pipeline import load_context
-
-    model = run.model
-    if not isinstance(model, DiffRec):
-        name = getattr(model, "name", type(model).__name__)
-        raise ReclensError(
-            f"run {getattr(run, 'path', '')} holds a {name} model: "
-            "denoising trajectories exist only for diffrec runs"
-        )
-    dataset, split = load_context(run)
-    u = dataset.user_index(user)
-    history = np.asarray(split.train[u].todense(), dtype=np.float32).reshape(-1)
-    heldout = split.test[u].indices.astype(np.int64)
-    mask = np.asarray(split.mask("test")[u].todense()).reshape(-1) > 0
-    if coords is None:
-        from engine.projection import run_projection
-
-        coords = np.asarray(run_projection(run, kind="items", method=projection))
-    return trajectory(
-        model,
-        history,
-        heldout,
-        coords,
-        k=k,
-        top_n=top_n,
-        noise_steps=noise_steps,
-        seeds=seeds,
-        sampling_noise=sampling_noise,
-        mask=mask,
-        item_raw_ids=dataset.item_raw_ids,
-        user=str(user),
     )
 
 

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from app.cli import main
+from engine.runs import read_manifest
 from explainers.batch import REPORTED, mean_ci95
 from explainers.fidelity import METRICS
 
@@ -64,6 +65,7 @@ def test_json_lines_parquet_and_run_reuse(tmp_path: Path, capsys, monkeypatch):
     assert len(run_dirs) == 1
     files = list((run_dirs[0] / "fidelity").glob("*.parquet"))
     assert len(files) == 1
+    assert f"fidelity/{files[0].name}" in read_manifest(run_dirs[0])
     frame = pl.read_parquet(files[0])
     assert frame.height == 4 * 4 and set(METRICS) <= set(frame.columns)
     spin = frame.filter(pl.col("explainer") == "spinrec")

@@ -10,17 +10,10 @@ import polars as pl
 import pytest
 
 from app.cli import main
-from engine.beyond import (
-    JSON_FILE,
-    PER_USER_FILE,
-    load_stored,
-    recommendation_lists,
-    run_metrics,
-    user_metrics,
-)
+from engine.beyond import recommendation_lists, run_metrics, user_metrics
 from engine.catalogue import catalogue_values
-from engine.pipeline import load_context
-from engine.runs import load_run
+from engine.runs import BEYOND_METRICS, BEYOND_PER_USER, load_run, read_manifest
+from engine.session import OpenRun
 
 SYNTHETIC = {"n_users": 150, "n_items": 120, "n_interactions": 3000, "seed": 3}
 REQUIRED_USER = ("ild_genre", "novelty", "unexpectedness", "arp")
@@ -52,13 +45,20 @@ def _json_run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def test_training_stores_the_metrics_in_the_manifest(runs: dict[str, Path]) -> None:
+    for run in runs.values():
+        manifest = read_manifest(run)
+        assert {BEYOND_METRICS, BEYOND_PER_USER} <= set(manifest)
+        stored = OpenRun.open(run).stored_beyond()
+        assert stored is not None and stored["k"] == 10
+
+
 def test_json_output_has_both_tables(runs: dict[str, Path], capsys) -> None:
     run = runs["itemknn"]
-    for name in (JSON_FILE, PER_USER_FILE):
-        (run / name).unlink(missing_ok=True)
-    got = _json_run(capsys, "--run", str(run), "--no-save")
-    assert not (run / JSON_FILE).exists()
-    assert got["k"] == 10
+    before = (run / BEYOND_METRICS).read_bytes()
+    got = _json_run(capsys, "--run", str(run), "--no-save", "--k", "7")
+    assert (run / BEYOND_METRICS).read_bytes() == before
+    assert got["k"] == 7
     for name in REQUIRED_USER:
         assert isinstance(got["per_user_mean"][name], float)
     for name in REQUIRED_CATALOGUE:
@@ -73,10 +73,10 @@ def test_json_output_has_both_tables(runs: dict[str, Path], capsys) -> None:
 def test_metrics_are_stored_with_the_run(runs: dict[str, Path], capsys) -> None:
     run = runs["itemknn"]
     got = _json_run(capsys, "--run", str(run), "--k", "5")
-    stored = load_stored(run)
+    stored = OpenRun.open(run).stored_beyond()
     assert stored is not None and stored["k"] == 5
     assert stored["catalogue"] == got["catalogue"]
-    per_user = pl.read_parquet(run / PER_USER_FILE)
+    per_user = pl.read_parquet(run / BEYOND_PER_USER)
     assert per_user.columns[:2] == ["user", "raw_id"]
     recs = load_run(run).recommendations()
     assert per_user.height == recs["user"].n_unique()
@@ -84,10 +84,10 @@ def test_metrics_are_stored_with_the_run(runs: dict[str, Path], capsys) -> None:
 
 
 def test_run_metrics_matches_the_array_interface(runs: dict[str, Path]) -> None:
-    loaded = load_run(runs["pop"])
-    result = run_metrics(loaded, k=10, save=False)
-    _, split = load_context(loaded)
-    recs, users = recommendation_lists(loaded.recommendations(), 10)
+    opened = OpenRun.open(runs["pop"])
+    split = opened.split
+    result = run_metrics(opened.run, opened.dataset, split, k=10)
+    recs, users = recommendation_lists(opened.run.recommendations(), 10)
     direct = user_metrics(recs, users, split.train, split.test)
     assert result.per_user["novelty"].to_list() == pytest.approx(direct["novelty"].to_list())
     assert result.per_user["arp"].to_list() == pytest.approx(direct["arp"].to_list())

@@ -59,7 +59,7 @@ def test_json_lines_have_the_required_keys(
         assert Path(row["run_dir"]).is_dir()
     assert {s.model for s in list_runs(tmp_path)} == {"pop", "ease", "mf"}
     mf = load_run(rows[2]["run_dir"])
-    assert mf.config["train"]["epochs"] == 2 and mf.config["split"]["seed"] == 1
+    assert mf.config.train["epochs"] == 2 and mf.config.split.seed == 1
     assert mf.metrics["test"]["ndcg@10"] == pytest.approx(rows[2]["metrics"]["ndcg@10"])
 
 

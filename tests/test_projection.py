@@ -18,7 +18,7 @@ from data.errors import ReclensError
 from engine import projection
 from engine.pipeline import train_run
 from engine.projection import pca_2d, project, run_projection, umap_2d
-from engine.runs import load_run
+from engine.runs import RunError, load_run, projection_files, write_derived_json
 
 
 def clusters(n_per: int = 40, dims: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -130,8 +130,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_projection_is_stored_and_reused(
     run_dir: Path, kind: str, method: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    coords = run_projection(run_dir, kind, method)  # type: ignore[arg-type]
     run = load_run(run_dir)
+    coords = run_projection(run, kind, method)  # type: ignore[arg-type]
+    assert set(projection_files(kind, method)) <= set(load_run(run_dir).manifest)
     embeddings = run.item_embeddings() if kind == "items" else run.user_embeddings()
     assert coords.shape == (len(embeddings.index), 2)
     stem = f"{kind}_2d" if method == "umap" else f"{kind}_2d_pca"
@@ -146,17 +147,30 @@ def test_run_projection_is_stored_and_reused(
         raise AssertionError("the stored projection should have been reused")
 
     monkeypatch.setattr(projection, "project", must_not_run)
-    np.testing.assert_array_equal(run_projection(run, kind, method), coords)  # type: ignore[arg-type]
+    again = load_run(run_dir)
+    np.testing.assert_array_equal(run_projection(again, kind, method), coords)  # type: ignore[arg-type]
 
 
-def test_damaged_or_stale_projection_is_recomputed(run_dir: Path) -> None:
-    first = run_projection(run_dir, "items", "pca")
-    table, meta = projection.projection_files(run_dir, "items", "pca")
-    table.write_bytes(b"not parquet")
-    np.testing.assert_array_equal(run_projection(run_dir, "items", "pca"), first)
-    assert pl.read_parquet(table).height == len(first)
-    stale = json.loads(meta.read_text())
+def test_stale_projection_is_recomputed(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    first = run_projection(run, "items", "pca")
+    _, meta_name = projection_files("items", "pca")
+    stale = json.loads((run_dir / meta_name).read_text())
     stale["source_sha256"] = "0" * 64
-    meta.write_text(json.dumps(stale))
-    np.testing.assert_array_equal(run_projection(run_dir, "items", "pca"), first)
-    assert json.loads(meta.read_text())["source_sha256"] != "0" * 64
+    write_derived_json(run_dir, meta_name, stale)
+    run = load_run(run_dir)
+    np.testing.assert_array_equal(run_projection(run, "items", "pca"), first)
+    assert json.loads((run_dir / meta_name).read_text())["source_sha256"] != "0" * 64
+
+
+def test_damaged_projection_is_detected(tmp_path: Path) -> None:
+    result = train_run(small_dataset(), "pop", seed=2, out=tmp_path, device="cpu")
+    assert result.run_dir is not None
+    run = load_run(result.run_dir)
+    run_projection(run, "items", "pca")
+    table_name, _ = projection_files("items", "pca")
+    (result.run_dir / table_name).write_bytes(b"not parquet")
+    with pytest.raises(RunError, match="bytes, expected|checksum mismatch"):
+        load_run(result.run_dir)
+    with pytest.raises(RunError, match="bytes, expected|checksum mismatch"):
+        run_projection(run, "items", "pca")

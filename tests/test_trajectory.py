@@ -186,18 +186,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_trajectory_for_run_matches_the_saved_metrics(runs) -> None:
-    from engine.runs import load_run
-    from engine.trajectory import trajectory_for_run
+    from engine.session import OpenRun
 
-    run = load_run(runs["diffrec"])
-    per_user = run.per_user_metrics()
-    row = per_user.row(0, named=True)
-    raw = row["raw_id"] if "raw_id" in per_user.columns else None
-    if raw is None:
-        from engine.pipeline import load_context
-
-        raw = load_context(run)[0].user_raw_ids[row["user"]]
-    traj = trajectory_for_run(run, raw, projection="pca")
+    opened = OpenRun.open(runs["diffrec"])
+    row = opened.run.per_user_metrics().row(0, named=True)
+    raw = row["raw_id"]
+    traj = opened.trajectory(opened.user_index(raw), map_method="pca")
     last = traj.steps.row(-1, named=True)
     assert last["ndcg@10"] == pytest.approx(row["ndcg@10"], abs=1e-6)
     assert last["recall@10"] == pytest.approx(row["recall@10"], abs=1e-6)
