@@ -10,8 +10,8 @@ scores higher. For one pair, :func:`paired_comparison` reports
 - ``p_t``: the two-sided paired t-test (``scipy.stats.ttest_rel``), a test of the mean
   difference;
 - ``p_wilcoxon``: the two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon`` with
-  ``zero_method="pratt"``: users with a zero difference are ranked, then dropped, which keeps
-  the many ties of per-user ranking metrics from being ignored altogether);
+  ``zero_method="pratt"``: zero differences take part in the ranking, then their ranks are
+  dropped, so the many users on which two rankers tie still weigh on the test);
 - effect sizes: Cohen's ``d_z = diff / sd(b - a)`` (sample sd, ddof 1) and the matched-pairs
   rank-biserial correlation (sum of the ranks of ``|b - a|`` of positive minus negative
   differences over their total, zero differences left out);
@@ -23,8 +23,9 @@ scores higher. For one pair, :func:`paired_comparison` reports
 :func:`compare_many` runs a family of comparisons and applies both corrections. When every
 difference is zero the tests are undefined; both p-values are then 1.0, the interval is
 ``(0, 0)`` and a note says so (when every difference is the same non-zero value, the interval
-is that point, ``d_z`` is NaN and a note says the t-test is degenerate). :func:`align_users` joins per-user tables on ``user`` and
-refuses tables evaluated on different users.
+is that point, ``d_z`` is NaN and a note says the t-test is degenerate).
+:func:`align_users` joins per-user tables on ``user`` and refuses tables evaluated on
+different users.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (``n`` as ``n_users``, non-finite numbers as ``None``)."""
-        out = asdict(self)
-        out["n_users"] = out.pop("n")
+        fields = asdict(self)
+        out = {k: fields.pop(k) for k in ("a", "b", "metric")}
+        out["n_users"] = fields.pop("n")
+        out.update(fields)
         out["ci95"] = list(self.ci95)
         out["notes"] = list(self.notes)
         return {k: _finite_or_none(v) for k, v in out.items()}
@@ -122,8 +125,8 @@ def paired_comparison(
         raise ReclensError(f"unknown CI method {ci!r}: use {' or '.join(CI_METHODS)}")
     if test not in TESTS:
         raise ReclensError(f"unknown test {test!r}: use {' or '.join(TESTS)}")
-    if n_boot < 1:
-        raise ReclensError(f"the number of bootstrap resamples must be at least 1, got {n_boot}")
+    if n_boot < 1 or seed < 0:
+        raise ReclensError(f"need n_boot >= 1 and seed >= 0, got {n_boot} and {seed}")
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape:
@@ -170,7 +173,7 @@ def paired_comparison(
         p_holm=p,
         p_bh=p,
         family=1,
-        correction="none (a single comparison)",
+        correction=f"none (a single comparison; p_holm = p_bh = p_{test})",
         notes=tuple(notes),
     )
 
@@ -262,7 +265,7 @@ def compare_many(
     holm, bh = correct(raw, "holm"), correct(raw, "bh")
     m = len(results)
     label = (
-        f"Holm and Benjamini-Hochberg over {m} comparisons ({test} p-values)"
+        f"Holm and Benjamini-Hochberg over {m} comparisons of p_{test}"
         if m > 1
         else results[0].correction
     )
