@@ -10,10 +10,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app import cli_data, cli_fidelity, cli_metrics, cli_serve, cli_train, cli_trajectory
+from app import (
+    cli_compare,
+    cli_data,
+    cli_fidelity,
+    cli_metrics,
+    cli_serve,
+    cli_train,
+    cli_trajectory,
+)
 from data.errors import ReclensError
 
-COMMAND_MODULES = (cli_data, cli_train, cli_metrics, cli_fidelity, cli_serve, cli_trajectory)
+COMMAND_MODULES = (
+    cli_data,
+    cli_train,
+    cli_metrics,
+    cli_compare,
+    cli_fidelity,
+    cli_serve,
+    cli_trajectory,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
