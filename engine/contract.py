@@ -12,11 +12,16 @@ Each model declares:
   multinomial models, ``sigmoid`` for pointwise ones, ``identity`` for linear ones);
 - ``item_embeddings()`` [n_items, d] and ``user_embeddings(x)`` [batch, d] for projection;
 - either ``fit(train)`` (closed form, ``trainable = False``) or ``loss(x, ctx)`` (gradient
-  training by :mod:`engine.train`).
+  training by :mod:`engine.train`);
+- its hyper-parameters, stated once: the constructor's keyword arguments after ``n_items``,
+  each with its default (see :class:`Recommender`).
+
+:func:`engine.conformance.check_recommender` checks all of this for a model.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -48,18 +53,31 @@ class LossContext:
 class Recommender(nn.Module):
     """Base class: subclasses set ``name``, ``link``, ``trainable`` and implement ``forward``.
 
-    ``hparams`` holds the constructor's keyword arguments so a run can rebuild the model as
-    ``cls(n_items=n_items, **hparams)`` and load its state dict.
+    ``default_train`` holds the model's training settings over :class:`engine.train.TrainConfig`'s
+    defaults (none for closed-form models).
+
+    A subclass's hyper-parameters are its constructor's keyword arguments after ``n_items``,
+    each with a default (:meth:`hyper_parameters` reads them from the signature), and its
+    constructor passes the values it was given on to ``Recommender.__init__``, which keeps them
+    as ``hparams``: a run stores them and rebuilds the model as
+    ``cls(n_items=n_items, **hparams)`` before loading its state dict.
     """
 
     name: ClassVar[str]
     link: ClassVar[Link]
     trainable: ClassVar[bool] = True
+    default_train: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_items: int, **hparams: Any) -> None:
         super().__init__()
         self.n_items = n_items
         self.hparams = hparams
+
+    @classmethod
+    def hyper_parameters(cls) -> dict[str, Any]:
+        """The constructor's keyword arguments after ``n_items`` and their defaults, in order."""
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        return {p.name: p.default for p in parameters if p.name not in ("self", "n_items")}
 
     # -- scoring ---------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract

@@ -1,29 +1,36 @@
 """The model registry: names to classes, default hyper-parameters and training settings.
 
-Classes are named by ``"module:Class"`` strings and imported only when asked for, so a model
-whose module is missing or broken (an optional one) never stops the others from loading.
-Defaults live on the classes themselves as ``default_hparams`` and ``default_train``.
+Every model class is imported here, so a broken model module fails loudly (an ImportError
+when this module is imported) instead of quietly leaving the registry. A model's
+hyper-parameters are its constructor's keyword arguments (:meth:`Recommender.hyper_parameters`);
+its training settings are its class's ``default_train``.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 from typing import Any
 
 from data.errors import ReclensError
 from engine.contract import Recommender
+from engine.models.diffrec import DiffRec
+from engine.models.ease import EASE
+from engine.models.itemknn import ItemKNN
+from engine.models.mf import MF
+from engine.models.neumf import NeuMF
+from engine.models.pop import Pop
+from engine.models.vae import MultDAE, MultVAE
 from engine.train import TrainConfig
 
-MODELS: dict[str, str] = {
-    "pop": "engine.models.pop:Pop",
-    "itemknn": "engine.models.itemknn:ItemKNN",
-    "ease": "engine.models.ease:EASE",
-    "mf": "engine.models.mf:MF",
-    "multvae": "engine.models.vae:MultVAE",
-    "multdae": "engine.models.vae:MultDAE",
-    "neumf": "engine.models.neumf:NeuMF",
-    "diffrec": "engine.models.diffrec:DiffRec",
+MODELS: dict[str, type[Recommender]] = {
+    "pop": Pop,
+    "itemknn": ItemKNN,
+    "ease": EASE,
+    "mf": MF,
+    "multvae": MultVAE,
+    "multdae": MultDAE,
+    "neumf": NeuMF,
+    "diffrec": DiffRec,
 }
 
 
@@ -33,49 +40,35 @@ def model_names() -> list[str]:
 
 
 def available_models() -> list[str]:
-    """The registered names whose class imports on this installation."""
-    names = []
-    for name in MODELS:
-        try:
-            model_class(name)
-        except ReclensError:
-            continue
-        names.append(name)
-    return names
+    """The registered names usable on this installation: all of them (imports are static)."""
+    return model_names()
 
 
 def model_class(name: str) -> type[Recommender]:
-    """The class registered as ``name``; :class:`ReclensError` for unknown or broken ones."""
+    """The class registered as ``name``; :class:`ReclensError` for unknown names."""
     key = str(name).strip().lower()
     if key not in MODELS:
         close = difflib.get_close_matches(key, list(MODELS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ReclensError(f"unknown model {name!r}{hint}: use one of {', '.join(MODELS)}")
-    module_name, _, class_name = MODELS[key].partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as err:
-        message = f"model {key} is unavailable: {MODELS[key]} failed to load ({err})"
-        raise ReclensError(message) from err
-    return cls
+    return MODELS[key]
 
 
 def default_hparams(name: str) -> dict[str, Any]:
-    """A copy of the model's default hyper-parameters."""
-    return dict(getattr(model_class(name), "default_hparams", {}))
+    """The model's hyper-parameters and their defaults, from its constructor's signature."""
+    return model_class(name).hyper_parameters()
 
 
 def default_train(name: str) -> dict[str, Any]:
     """A copy of the model's default training settings (over :class:`TrainConfig`'s)."""
-    return dict(getattr(model_class(name), "default_train", {}))
+    return dict(model_class(name).default_train)
 
 
 def create(name: str, n_items: int, **hparams: Any) -> Recommender:
     """A new ``name`` model for ``n_items`` items: default hyper-parameters, then ``hparams``."""
     cls = model_class(name)
-    defaults = default_hparams(name)
-    _check_keys(hparams, defaults, f"hyper-parameter of model {cls.name}")
-    return cls(n_items=n_items, **{**defaults, **hparams})
+    _check_keys(hparams, cls.hyper_parameters(), f"hyper-parameter of model {cls.name}")
+    return cls(n_items=n_items, **hparams)
 
 
 def train_config(name: str, **overrides: Any) -> TrainConfig:

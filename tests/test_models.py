@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import polars as pl
 import pytest
@@ -19,6 +17,7 @@ from engine import registry
 from engine.contract import LossContext, Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
+from engine.models import mf, neumf
 
 N_USERS, N_ITEMS = 50, 40
 
@@ -48,17 +47,6 @@ def toy_split() -> Split:
     return split(synthetic_dataset(), "random", seed=0)
 
 
-def available_names() -> list[str]:
-    names = []
-    for name in registry.model_names():
-        try:
-            registry.model_class(name)
-        except ReclensError:
-            continue
-        names.append(name)
-    return names
-
-
 def small_model(name: str, n_items: int = N_ITEMS) -> Recommender:
     """A registry model with small widths where the model has them (fast tests)."""
     shrink = {
@@ -66,9 +54,9 @@ def small_model(name: str, n_items: int = N_ITEMS) -> Recommender:
         "multvae": {"hidden": 16, "latent": 8},
         "multdae": {"hidden": 16, "latent": 8},
         "neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
+        "diffrec": {"dims": [16]},
     }.get(name, {})
-    known = registry.default_hparams(name)
-    return registry.create(name, n_items, **{k: v for k, v in shrink.items() if k in known})
+    return registry.create(name, n_items, **shrink)
 
 
 def ready_model(name: str, train: sp.csr_matrix) -> Recommender:
@@ -98,13 +86,20 @@ def test_registry_lists_every_model() -> None:
         "neumf",
         "diffrec",
     ]
-    for name in ["pop", "itemknn", "ease", "mf", "multvae", "multdae", "neumf"]:
+    assert registry.available_models() == registry.model_names()
+    for name in registry.model_names():
         cls = registry.model_class(name)
         assert issubclass(cls, Recommender)
         assert cls.name == name
-        assert cls.link in ("softmax", "sigmoid", "identity")
-        assert isinstance(cls.default_hparams, dict) and isinstance(cls.default_train, dict)
+        assert registry.default_hparams(name) == cls.hyper_parameters()
         registry.train_config(name)  # defaults are valid settings
+
+
+def test_hyper_parameters_are_the_constructor_defaults() -> None:
+    assert registry.default_hparams("mf") == {"dim": 64, "alpha": 0.5, "negatives": 8}
+    assert registry.default_hparams("multdae") == {"hidden": 600, "latent": 200, "dropout": 0.5}
+    assert registry.default_hparams("pop") == {}
+    assert registry.create("neumf", 10, layers=[8, 4]).hparams["layers"] == (8, 4)
 
 
 def test_unknown_model_is_one_line_error_with_suggestion() -> None:
@@ -136,31 +131,19 @@ def test_create_merges_defaults_with_overrides() -> None:
 # -- the contract, for every model ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", available_names())
-def test_shapes_and_gradients(name: str, toy_split: Split) -> None:
-    train = toy_split.fit_matrix()
-    model = ready_model(name, train)
-    x = history(train).requires_grad_(True)
-    scores = model(x)
-    assert scores.shape == (x.shape[0], N_ITEMS)
-    assert torch.isfinite(scores).all()
-    weights = torch.rand(scores.shape, generator=torch.Generator().manual_seed(0))
-    (model.probability(scores) * weights).sum().backward()  # softmax sums to 1: weight it
-    grad = x.grad
-    assert grad is not None and torch.isfinite(grad).all()
-    if name != "pop":
-        assert grad.abs().sum() > 0
-    users = model.user_embeddings(x.detach())
-    items = model.item_embeddings()
+# (shapes, gradients, embeddings and hparams round trips: tests/test_conformance.py)
+
+
+@pytest.mark.parametrize("name", registry.model_names())
+def test_only_the_item_item_models_lack_item_factors(name: str) -> None:
+    items = small_model(name).item_embeddings()
     if name in ("pop", "itemknn", "ease"):
         assert items is None
     else:
         assert items is not None and items.shape[0] == N_ITEMS
-    if users is not None:
-        assert users.shape[0] == x.shape[0]
 
 
-@pytest.mark.parametrize("name", available_names())
+@pytest.mark.parametrize("name", registry.model_names())
 def test_state_dict_round_trip_through_safetensors(name: str, toy_split, tmp_path) -> None:
     train = toy_split.fit_matrix()
     model = ready_model(name, train)
@@ -258,7 +241,7 @@ def test_pair_scores_in_the_loss_match_forward(name: str, toy_split: Split, monk
     model.negatives = 1
     x = history(toy_split.fit_matrix(), 1)
     neg = int(torch.nonzero(x[0] == 0)[0])
-    module = importlib.import_module(f"engine.models.{name}")
+    module = {"mf": mf, "neumf": neumf}[name]
     monkeypatch.setattr(module, "sample_negatives", lambda x, row, gen: torch.full_like(row, neg))
     loss = model.loss(x, loss_context())
 
@@ -279,12 +262,10 @@ def test_pair_scores_in_the_loss_match_forward(name: str, toy_split: Split, monk
 
 
 def test_negatives_avoid_the_history() -> None:
-    from engine.models.mf import sample_negatives
-
     x = torch.zeros(3, 50)
     x[:, :45] = 1.0
     row = torch.arange(3).repeat_interleave(200)
-    neg = sample_negatives(x, row, torch.Generator().manual_seed(0))
+    neg = mf.sample_negatives(x, row, torch.Generator().manual_seed(0))
     assert (x[row, neg] == 0).all()
 
 

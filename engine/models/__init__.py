@@ -1,4 +1,4 @@
-"""The recommenders, one module each; :mod:`engine.registry` names them and loads them lazily.
+"""The recommenders, one module each; :mod:`engine.registry` imports and names them.
 
 - :mod:`engine.models.pop`: most-popular items (closed form);
 - :mod:`engine.models.itemknn`: item-item cosine neighbourhoods (closed form);

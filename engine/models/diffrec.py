@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -146,7 +146,7 @@ class Denoiser(nn.Module):
     """
 
     def __init__(
-        self, n_items: int, dims: list[int], emb_size: int, norm: bool, dropout: float
+        self, n_items: int, dims: Sequence[int], emb_size: int, norm: bool, dropout: float
     ) -> None:
         super().__init__()
         self.emb_size, self.norm = emb_size, norm
@@ -199,7 +199,7 @@ class ReverseStep:
 class DiffRec(Recommender):
     """Diffusion recommender (see the module docstring).
 
-    Hyperparameters (constructor kwargs, all JSON-serialisable): ``steps`` T; the schedule
+    Hyperparameters (the constructor's keyword arguments): ``steps`` T; the schedule
     (``noise_schedule``, ``noise_scale``, ``noise_min``, ``noise_max``, ``beta_fixed``);
     ``sampling_steps`` T' (forward noise at inference, 0..T) and ``sampling_noise``; the
     denoiser (``dims`` hidden sizes, ``emb_size``, ``norm``, ``dropout``); the loss
@@ -216,22 +216,6 @@ class DiffRec(Recommender):
     name: ClassVar[str] = "diffrec"
     link: ClassVar[str] = "identity"
     trainable: ClassVar[bool] = True
-    default_hparams: ClassVar[dict[str, Any]] = {
-        "steps": 5,
-        "noise_schedule": "linear",
-        "noise_scale": 0.001,
-        "noise_min": 0.0005,
-        "noise_max": 0.005,
-        "beta_fixed": True,
-        "sampling_steps": 0,
-        "sampling_noise": False,
-        "dims": [300],
-        "emb_size": 10,
-        "norm": True,
-        "dropout": 0.5,
-        "reweight": True,
-        "history_num_per_term": 10,
-    }
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 128,
@@ -242,20 +226,46 @@ class DiffRec(Recommender):
         "eval_every": 1,
     }
 
-    def __init__(self, n_items: int, **hparams: Any) -> None:
-        unknown = sorted(set(hparams) - set(self.default_hparams))
-        if unknown:
-            raise ReclensError(
-                f"unknown diffrec setting(s) {', '.join(unknown)}: "
-                f"use {', '.join(self.default_hparams)}"
-            )
-        hp = {**self.default_hparams, **hparams}
-        hp["dims"] = [int(d) for d in hp["dims"]]
-        super().__init__(n_items, **hp)
-        self.steps = int(hp["steps"])
-        self.sampling_steps = int(hp["sampling_steps"])
-        self.sampling_noise = bool(hp["sampling_noise"])
-        self.reweight = bool(hp["reweight"])
+    def __init__(
+        self,
+        n_items: int,
+        steps: int = 5,
+        noise_schedule: str = "linear",
+        noise_scale: float = 0.001,
+        noise_min: float = 0.0005,
+        noise_max: float = 0.005,
+        beta_fixed: bool = True,
+        sampling_steps: int = 0,
+        sampling_noise: bool = False,
+        dims: Sequence[int] = (300,),
+        emb_size: int = 10,
+        norm: bool = True,
+        dropout: float = 0.5,
+        reweight: bool = True,
+        history_num_per_term: int = 10,
+    ) -> None:
+        dims = tuple(int(d) for d in dims)
+        super().__init__(
+            n_items,
+            steps=steps,
+            noise_schedule=noise_schedule,
+            noise_scale=noise_scale,
+            noise_min=noise_min,
+            noise_max=noise_max,
+            beta_fixed=beta_fixed,
+            sampling_steps=sampling_steps,
+            sampling_noise=sampling_noise,
+            dims=dims,
+            emb_size=emb_size,
+            norm=norm,
+            dropout=dropout,
+            reweight=reweight,
+            history_num_per_term=history_num_per_term,
+        )
+        self.steps = int(steps)
+        self.sampling_steps = int(sampling_steps)
+        self.sampling_noise = bool(sampling_noise)
+        self.reweight = bool(reweight)
         if not 0 <= self.sampling_steps <= self.steps:
             raise ReclensError(
                 f"diffrec sampling_steps must be within 0..steps={self.steps}, "
@@ -263,11 +273,11 @@ class DiffRec(Recommender):
             )
         self.schedule = diffusion_schedule(
             self.steps,
-            hp["noise_schedule"],
-            float(hp["noise_scale"]),
-            float(hp["noise_min"]),
-            float(hp["noise_max"]),
-            bool(hp["beta_fixed"]),
+            noise_schedule,
+            float(noise_scale),
+            float(noise_min),
+            float(noise_max),
+            bool(beta_fixed),
         )
         # Coefficients are computed in float64 and kept as float32 buffers (not saved: they
         # follow from the hyperparameters).
@@ -281,16 +291,14 @@ class DiffRec(Recommender):
         ):
             value = torch.tensor(self.schedule[key], dtype=torch.float32)
             self.register_buffer(key, value, persistent=False)
-        self.history_num_per_term = int(hp["history_num_per_term"])
+        self.history_num_per_term = int(history_num_per_term)
         self.register_buffer(
             "Lt_history", torch.zeros(self.steps, self.history_num_per_term), persistent=False
         )
         self.register_buffer(
             "Lt_count", torch.zeros(self.steps, dtype=torch.long), persistent=False
         )
-        self.mlp = Denoiser(
-            n_items, hp["dims"], int(hp["emb_size"]), bool(hp["norm"]), float(hp["dropout"])
-        )
+        self.mlp = Denoiser(n_items, dims, int(emb_size), bool(norm), float(dropout))
 
     def reset_parameters(self) -> None:
         """Fresh denoiser weights and an empty per-step loss history."""

@@ -12,8 +12,6 @@ i.e. ``B_ij = -P_ij / P_jj`` off the diagonal and ``B_jj = 0`` (no item predicts
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -29,8 +27,6 @@ class EASE(Recommender):
     name = "ease"
     link = "identity"
     trainable = False
-    default_hparams: ClassVar[dict[str, Any]] = {"lam": 250.0}
-    default_train: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_items: int, lam: float = 250.0) -> None:
         super().__init__(n_items, lam=lam)

@@ -14,8 +14,6 @@ The default ``k = 200`` (RecBole's is 100) was chosen on the validation NDCG@10 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -31,8 +29,6 @@ class ItemKNN(Recommender):
     name = "itemknn"
     link = "identity"
     trainable = False
-    default_hparams: ClassVar[dict[str, Any]] = {"k": 200, "shrink": 0.0}
-    default_train: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_items: int, k: int = 200, shrink: float = 0.0) -> None:
         super().__init__(n_items, k=k, shrink=shrink)

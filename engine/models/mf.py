@@ -36,7 +36,6 @@ class MF(Recommender):
     name = "mf"
     link = "sigmoid"
     trainable = True
-    default_hparams: ClassVar[dict[str, Any]] = {"dim": 64, "alpha": 0.5, "negatives": 8}
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 64,

@@ -25,6 +25,7 @@ NDCG@10 of MovieLens 100K and the time budget; RecBole's dropout of 0.1 validate
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -43,14 +44,6 @@ class NeuMF(Recommender):
     name = "neumf"
     link = "sigmoid"
     trainable = True
-    default_hparams: ClassVar[dict[str, Any]] = {
-        "dim": 64,
-        "mlp_dim": 64,
-        "layers": [64, 32],
-        "dropout": 0.0,
-        "alpha": 0.5,
-        "negatives": 4,
-    }
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 30,
         "batch_size": 64,
@@ -66,12 +59,12 @@ class NeuMF(Recommender):
         n_items: int,
         dim: int = 64,
         mlp_dim: int = 64,
-        layers: list[int] | tuple[int, ...] = (64, 32),
+        layers: Sequence[int] = (64, 32),
         dropout: float = 0.0,
         alpha: float = 0.5,
         negatives: int = 4,
     ) -> None:
-        layers = [int(w) for w in layers]
+        layers = tuple(int(w) for w in layers)
         super().__init__(
             n_items,
             dim=dim,

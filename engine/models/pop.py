@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -22,8 +20,6 @@ class Pop(Recommender):
     name = "pop"
     link = "identity"
     trainable = False
-    default_hparams: ClassVar[dict[str, Any]] = {}
-    default_train: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, n_items: int) -> None:
         super().__init__(n_items)

@@ -29,51 +29,24 @@ from data.errors import ReclensError
 from engine.contract import LossContext, Recommender
 
 
-class MultVAE(Recommender):
-    """Mult-VAE; ``user_embeddings`` is the posterior mean [batch, latent]."""
+class MultAutoencoder(Recommender):
+    """The network Mult-VAE and Mult-DAE share; ``user_embeddings`` is the code [batch, latent].
 
-    name = "multvae"
+    Subclasses set ``variational``, implement ``loss`` and pass their own hyper-parameters
+    (beyond ``hidden``, ``latent`` and ``dropout``) on as ``hparams``.
+    """
+
     link = "softmax"
     trainable = True
-    variational: ClassVar[bool] = True
-    default_hparams: ClassVar[dict[str, Any]] = {
-        "hidden": 600,
-        "latent": 200,
-        "dropout": 0.5,
-        "anneal_cap": 0.5,
-        "total_anneal_steps": 200,
-    }
-    default_train: ClassVar[dict[str, Any]] = {
-        "epochs": 60,
-        "batch_size": 128,
-        "lr": 2e-3,
-        "weight_decay": 0.0,
-        "optimizer": "adam",
-        "patience": 5,
-        "eval_every": 2,
-    }
+    variational: ClassVar[bool]
 
     def __init__(
-        self,
-        n_items: int,
-        hidden: int = 600,
-        latent: int = 200,
-        dropout: float = 0.5,
-        anneal_cap: float = 0.5,
-        total_anneal_steps: int = 200,
+        self, n_items: int, hidden: int, latent: int, dropout: float, **hparams: Any
     ) -> None:
-        super().__init__(
-            n_items,
-            hidden=hidden,
-            latent=latent,
-            dropout=dropout,
-            anneal_cap=anneal_cap,
-            total_anneal_steps=total_anneal_steps,
-        )
+        super().__init__(n_items, hidden=hidden, latent=latent, dropout=dropout, **hparams)
         if not 0.0 <= float(dropout) < 1.0:
             raise ReclensError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
         self.latent, self.dropout = int(latent), float(dropout)
-        self.anneal_cap, self.total_anneal_steps = float(anneal_cap), int(total_anneal_steps)
         out = 2 * latent if self.variational else latent  # VAE: mean and log-variance
         self.encoder = nn.Sequential(nn.Linear(n_items, hidden), nn.Tanh(), nn.Linear(hidden, out))
         self.decoder = nn.Sequential(
@@ -120,7 +93,41 @@ class MultVAE(Recommender):
         """Rows of the decoder's output weight [n_items, hidden]: the items' factors."""
         return self.decoder[-1].weight
 
-    # -- training --------------------------------------------------------------------------
+
+class MultVAE(MultAutoencoder):
+    """Mult-VAE: a Gaussian code, the KL weight annealed to ``anneal_cap``."""
+
+    name = "multvae"
+    variational: ClassVar[bool] = True
+    default_train: ClassVar[dict[str, Any]] = {
+        "epochs": 60,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "weight_decay": 0.0,
+        "optimizer": "adam",
+        "patience": 5,
+        "eval_every": 2,
+    }
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden: int = 600,
+        latent: int = 200,
+        dropout: float = 0.5,
+        anneal_cap: float = 0.5,
+        total_anneal_steps: int = 200,
+    ) -> None:
+        super().__init__(
+            n_items,
+            hidden,
+            latent,
+            dropout,
+            anneal_cap=anneal_cap,
+            total_anneal_steps=total_anneal_steps,
+        )
+        self.anneal_cap, self.total_anneal_steps = float(anneal_cap), int(total_anneal_steps)
+
     def beta(self, step: int) -> float:
         """KL weight after ``step`` optimiser steps: linear from 0 to ``anneal_cap``."""
         if self.total_anneal_steps <= 0:
@@ -128,24 +135,21 @@ class MultVAE(Recommender):
         return self.anneal_cap * min(1.0, step / self.total_anneal_steps)
 
     def loss(self, x: Tensor, ctx: LossContext) -> Tensor:
-        """Multinomial NLL (+ annealed KL for the VAE), averaged over the batch."""
+        """Multinomial NLL of a sampled code plus the annealed KL, averaged over the batch."""
         mu, logvar = self.encode(x)
-        if logvar is None:
-            return -(F.log_softmax(self.decode(mu), dim=1) * x).sum(dim=1).mean()
+        assert logvar is not None  # variational
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(std.shape, generator=ctx.generator, device=std.device)
         z = mu + eps * std  # reparameterisation
-        nll = -(F.log_softmax(self.decode(z), dim=1) * x).sum(dim=1).mean()
         kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1).mean()
-        return nll + self.beta(ctx.step) * kl
+        return multinomial_nll(self.decode(z), x) + self.beta(ctx.step) * kl
 
 
-class MultDAE(MultVAE):
+class MultDAE(MultAutoencoder):
     """Mult-DAE: the same network with a deterministic code [batch, latent]."""
 
     name = "multdae"
     variational: ClassVar[bool] = False
-    default_hparams: ClassVar[dict[str, Any]] = {"hidden": 600, "latent": 200, "dropout": 0.5}
     default_train: ClassVar[dict[str, Any]] = {
         "epochs": 60,
         "batch_size": 128,
@@ -159,9 +163,16 @@ class MultDAE(MultVAE):
     def __init__(
         self, n_items: int, hidden: int = 600, latent: int = 200, dropout: float = 0.5
     ) -> None:
-        super().__init__(n_items, hidden=hidden, latent=latent, dropout=dropout)
-        # no KL term, so none of the VAE's annealing settings: rebuild as cls(**hparams)
-        self.hparams = {"hidden": hidden, "latent": latent, "dropout": dropout}
+        super().__init__(n_items, hidden, latent, dropout)
+
+    def loss(self, x: Tensor, ctx: LossContext) -> Tensor:
+        """Multinomial NLL of the code of the dropped-out history, averaged over the batch."""
+        return multinomial_nll(self(x), x)
+
+
+def multinomial_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """``-sum_i x_i log softmax(logits)_i`` averaged over the batch; both [batch, n_items]."""
+    return -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
 
 
 def history_dropout(h: Tensor, p: float) -> Tensor:
