@@ -124,7 +124,7 @@ def train_defaults(service: Any, source: str, budget: float, quiet: bool = False
     with each run.
     """
     from app.cli_train import epoch_bar
-    from app.dashboard.engine_service import DEFAULT_MODELS, store_beyond
+    from app.dashboard.engine_service import DEFAULT_MODELS
     from engine import registry
     from engine.pipeline import train_run
 
@@ -145,7 +145,6 @@ def train_defaults(service: Any, source: str, budget: float, quiet: bool = False
                 load_options={"download": False} if source != "synthetic" else None,
             )
         if result.run_dir is not None:
-            store_beyond(Path(result.run_dir))
             folders.append(Path(result.run_dir))
     if not folders:
         raise ReclensError("reclens demo: no model could be trained; check `reclens train --help`")

@@ -47,7 +47,7 @@ serve(service, port=int(sys.argv[2]), show=False, check_unused_sessions_millisec
 
 def prepare_runs(runs: Path, budget: float) -> list[str]:
     """Train the benchmark runs when missing and compute their maps; returns run ids."""
-    from app.dashboard.engine_service import EngineService, store_beyond
+    from app.dashboard.engine_service import EngineService
     from engine import registry
     from engine.pipeline import train_run
 
@@ -57,11 +57,10 @@ def prepare_runs(runs: Path, budget: float) -> list[str]:
         if name in have or name not in registry.available_models():
             continue
         print(f"training {name} on ml-100k (at most {budget:g} s)...", flush=True)
-        result = train_run(
+        train_run(
             "ml-100k", name, device="cpu", out=runs, train_options={"max_seconds": budget},
             load_options={"download": False},
         )  # fmt: skip
-        store_beyond(Path(result.run_dir))
     ids = service.run_ids("ml-100k")
     for run_id in ids:
         for kind in ("items", "users"):

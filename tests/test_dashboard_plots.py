@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.dashboard import shaping
 from app.dashboard.plots import embeddings as emb
 from app.dashboard.plots import explain as ex
 from app.dashboard.plots import fairness as fair
@@ -89,7 +90,7 @@ def test_highlight_layer_marks_history_recs_and_selection() -> None:
 
 
 def test_attribution_frame_shares_and_sentence() -> None:
-    frame = ex.attribution_frame(["A", "B", "C"], ["1", "2", "3"], np.array([0.1, 0.3, -0.2]))
+    frame = shaping.attribution_frame(["A", "B", "C"], ["1", "2", "3"], np.array([0.1, 0.3, -0.2]))
     assert list(frame["title"]) == ["B", "A", "C"]
     assert frame["share"].tolist() == pytest.approx([0.75, 0.25, 0.0])
     text = ex.summary_sentence(frame, "Target", "user 7", model="ease")
@@ -124,7 +125,7 @@ def test_fidelity_curves_filter_by_kind() -> None:
 
 
 def test_compare_lists_marks_common_items() -> None:
-    frame = ex.compare_lists({"ease": ["A", "B", "C"], "mf": ["B", "D", "A"]})
+    frame = shaping.compare_lists({"ease": ["A", "B", "C"], "mf": ["B", "D", "A"]})
     assert frame["ease"].tolist() == ["\u2713 A", "\u2713 B", "C"]
     assert frame["overlap"].tolist() == [2, 2, 1]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.dashboard import engine_service
+from app.dashboard import teaching
 from app.dashboard.app import Page, load_extensions
 from app.dashboard.engine_service import DashboardError, EngineService
 from data.errors import ReclensError
@@ -122,9 +122,9 @@ def test_explanation_covers_history(service: EngineService) -> None:
     item = service.recommend(run, user, 3)["id"].iloc[0]
     exp = service.explain(run, user, item)
     hist = service.history_table(run, user)
-    assert sorted(exp["attributions"]["id"]) == sorted(hist["id"])
-    assert exp["paths"].shape == (len(exp["path_labels"]), exp["alphas"].shape[0])
-    assert 0 <= exp["chosen"] < exp["paths"].shape[0]
+    assert sorted(exp.attributions["id"]) == sorted(hist["id"])
+    assert exp.paths.shape == (len(exp.path_labels), exp.alphas.shape[0])
+    assert 0 <= exp.chosen < exp.paths.shape[0]
     curves = service.fidelity(run, user, item, ("random",))
     assert set(curves["explainer"]) == {"spinrec", "random"}
     assert set(curves["kind"]) == {"deletion", "insertion"}
@@ -219,17 +219,17 @@ def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> 
     view = dash.view("explain")
     a, b = two_users(service, dash.state.run)
     dash.state.user = a
-    bars_a = view.explanation().get("attributions")
+    bars_a = view.explanation().attributions
     dash.state.user = b
-    bars_b = view.explanation().get("attributions")
+    bars_b = view.explanation().attributions
     assert bars_a["id"].tolist() != bars_b["id"].tolist()
-    view.explanation_panel()  # pushes the explanation into the persistent plots
-    bars = view.bars_element(top=5)
+    view.explained.__panel__()  # pushes the explanation into the persistent plots
+    bars = view.explained.bars_element(top=5)
     assert isinstance(bars, hv.Bars) and len(bars.data) == min(5, len(bars_b))
     assert set(bars.data["id"]) <= set(bars_b["id"])
-    others, best = list(view.paths_element())
-    assert len(others.split()) + 1 == len(view._exp["path_labels"])
-    assert "user " + b in view._sentence.object
+    others, best = list(view.explained.paths_element())
+    assert len(others.split()) + 1 == len(view.explained._exp.path_labels)
+    assert "user " + b in view.explained._sentence.object
     dash.state.k = 5
     view.recs_panel()
     assert len(view._recs_table.value) == 5
@@ -243,16 +243,16 @@ def test_explain_follows_user_item_and_k(dash: Page, service: EngineService) -> 
     hist_item = service.history_table(dash.state.run, b)["id"].iloc[0]
     dash.state.item = hist_item  # an item of the history is not recommendable: top-1 instead
     assert view.target() == view.recommendations()["id"].iloc[0]
-    assert view._fid_curves is None  # fidelity is computed on demand, not on every switch
-    curves = view.compute_fidelity()
+    assert view.fidelity.curves is None  # fidelity is computed on demand, not on every switch
+    curves = view.fidelity.compute()
     assert curves is not None
-    assert set(curves["explainer"]) == {"spinrec", *view.baselines}
-    fid = view.fidelity_panel()
+    assert set(curves["explainer"]) == {"spinrec", *view.fidelity.baselines}
+    fid = view.fidelity.__panel__()
     assert len(hv_objects(fid)) >= 2
-    deletion = view.fidelity_element("deletion")
+    deletion = view.fidelity.element("deletion")
     assert len(deletion) == len(set(curves["explainer"]))
     dash.state.user = a  # a new selection clears the curves until they are asked for again
-    assert view._fid_curves is None and not view._fid_shown.visible
+    assert view.fidelity.curves is None and not view.fidelity.shown.visible
 
 
 def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
@@ -267,7 +267,7 @@ def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
     view.recs_panel()
     assert "change" in view._recs_table.value.columns
     exp = view.explanation()
-    assert sorted(exp["attributions"]["id"]) == sorted(view.edited)
+    assert sorted(exp.attributions["id"]) == sorted(view.edited)
 
 
 def test_compare_runs_side_by_side(dash: Page, service: EngineService) -> None:
@@ -328,7 +328,7 @@ def test_diffusion_follows_step_and_user(
     view.fan, view.noise_steps = 3, 1
     fan = view.map_element(dash.state.run, b, 10, 3, 1, False).Path.Trajectory
     assert len(fan.split()) == 3
-    monkeypatch.setattr(engine_service, "TOY_ITERS", 100)
+    monkeypatch.setattr(teaching, "TOY_ITERS", 100)
     view.toy_steps = 5
     view.toy_panel()
     frames = [list(view.toy_element(f))[-1].data for f in (0, 5)]

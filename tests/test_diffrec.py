@@ -10,6 +10,7 @@ import torch
 from data.errors import ReclensError
 from data.splits import split
 from data.synthetic import generate
+from engine import registry
 from engine.contract import LossContext
 from engine.evaluate import evaluate
 from engine.models.diffrec import DiffRec, diffusion_schedule
@@ -184,14 +185,14 @@ def test_loss_history_is_a_fifo_per_step_and_switches_to_importance_sampling() -
 
 
 def test_hparams_and_defaults() -> None:
-    with pytest.raises(ReclensError, match="unknown diffrec"):
-        DiffRec(10, layers=[3])
+    with pytest.raises(ReclensError, match="unknown hyper-parameter of model diffrec"):
+        registry.create("diffrec", 10, layers=[3])
     with pytest.raises(ReclensError, match="sampling_steps"):
         DiffRec(10, steps=3, sampling_steps=4)
     assert set(DiffRec.default_train) <= set(TrainConfig.names())
     TrainConfig(**DiffRec.default_train)
     model = DiffRec(10)
-    assert model.hparams == DiffRec.default_hparams
+    assert model.hparams == DiffRec.hyper_parameters()
     # a rebuilt model with the saved state scores identically
     other = DiffRec(10, **model.hparams)
     other.load_state_dict(model.state_dict())

@@ -74,7 +74,6 @@ class Drift(Recommender):
     name = "drift"
     link = "identity"
     trainable = True
-    default_hparams: ClassVar[dict[str, Any]] = {}
     default_train: ClassVar[dict[str, Any]] = {}
     start: Tensor | None = None
 

@@ -31,7 +31,7 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
     item = state.item if state.item and state.item in set(recs["id"]) else str(recs["id"].iloc[0])
     exp = service.explain(run, user, item)
     sentence = explain_plots.summary_sentence(
-        exp["attributions"], exp["target"], f"user {user}", model=loaded.model_name
+        exp.attributions, exp.target, f"user {user}", model=loaded.model_name
     )
     parts: list[Any] = [
         pn.pane.Markdown(
@@ -44,15 +44,13 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
             index=False,
             sizing_mode="stretch_width",
         ),
-        pn.pane.Markdown("## Why \u201c" + exp["target"] + "\u201d?"),
+        pn.pane.Markdown("## Why \u201c" + exp.target + "\u201d?"),
         pn.pane.Alert(sentence, alert_type="success"),
         pn.pane.HoloViews(
-            explain_plots.attribution_bars(exp["attributions"], top=20), sizing_mode="stretch_width"
+            explain_plots.attribution_bars(exp.attributions, top=20), sizing_mode="stretch_width"
         ),
         pn.pane.HoloViews(
-            explain_plots.path_curves(
-                exp["alphas"], exp["paths"], exp["chosen"], exp["path_labels"]
-            ),
+            explain_plots.path_curves(exp.alphas, exp.paths, exp.chosen, exp.path_labels),
             sizing_mode="stretch_width",
         ),
     ]

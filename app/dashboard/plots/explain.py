@@ -1,12 +1,12 @@
-"""Explanation plots: attribution bars, SPINRec path curves, fidelity curves, run comparison.
+"""Explanation plots: attribution bars, SPINRec path curves, fidelity curves.
 
-Inputs are plain tables built by the engine service from :mod:`explainers` results, so the plot
-functions stay independent of how an explanation was computed.
+Inputs are plain tables built by :mod:`app.dashboard.shaping` from :mod:`explainers` results, so
+the plot functions stay independent of how an explanation was computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import holoviews as hv
 import numpy as np
@@ -15,32 +15,11 @@ import pandas as pd
 from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, PALETTE, POSITIVE
 
 
-def attribution_frame(
-    titles: Sequence[str], ids: Sequence[str], scores: np.ndarray
-) -> pd.DataFrame:
-    """History items with their attribution and share of the positive mass, strongest first.
-
-    Columns: ``id``, ``title``, ``attribution``, ``share`` (score / sum of positive scores, 0 for
-    non-positive ones), ``sign`` ("pushes up" / "pushes down").
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = scores.clip(min=0).sum()
-    frame = pd.DataFrame(
-        {
-            "id": list(ids),
-            "title": list(titles),
-            "attribution": scores,
-            "share": np.where(scores > 0, scores / positive, 0.0) if positive > 0 else 0.0,
-            "sign": np.where(scores >= 0, "pushes up", "pushes down"),
-        }
-    )
-    return frame.sort_values("attribution", ascending=False, kind="stable").reset_index(drop=True)
-
-
 def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.Bars:
     """Horizontal signed bars of the ``top`` history items with the largest |attribution|.
 
-    ``frame`` as from :func:`attribution_frame`; the strongest item is at the top.
+    ``frame`` as from :func:`app.dashboard.shaping.attribution_frame`; the strongest item is at
+    the top.
     """
     shown = frame.reindex(frame["attribution"].abs().sort_values(ascending=False).index)
     shown = shown.head(top).sort_values("attribution", ascending=True, kind="stable")
@@ -71,7 +50,8 @@ def summary_sentence(
 ) -> str:
     """One plain-language sentence: which history items pushed the recommendation, with shares.
 
-    ``frame`` as from :func:`attribution_frame`. Mentions the strongest negative item too.
+    ``frame`` as from :func:`app.dashboard.shaping.attribution_frame`. Mentions the strongest
+    negative item too.
     """
     by = f" by {model}" if model else ""
     pos = frame[frame["attribution"] > 0].head(n_top)
@@ -160,26 +140,6 @@ def fidelity_curves(curves: pd.DataFrame, kind: str, focus: str = "spinrec") -> 
         title=f"{kind.capitalize()} ({better} is better)",
         legend_position="right",
     )
-
-
-def compare_lists(lists: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Side by side top-K lists of several runs; ``in all`` marks items every list holds.
-
-    ``lists``: run name -> titles in rank order. Returns a frame with ``rank`` and one column per
-    run (titles, prefixed with a check mark when the title is in every list), plus ``overlap``,
-    the number of lists holding the first run's item at that rank.
-    """
-    names = list(lists)
-    k = max((len(v) for v in lists.values()), default=0)
-    common = set.intersection(*(set(v) for v in lists.values())) if lists else set()
-    data: dict[str, list] = {"rank": list(range(1, k + 1))}
-    for name in names:
-        col = list(lists[name]) + [""] * (k - len(lists[name]))
-        data[name] = [f"\u2713 {t}" if t in common and t else t for t in col]
-    if names:
-        first = list(lists[names[0]]) + [""] * (k - len(lists[names[0]]))
-        data["overlap"] = [sum(t in set(lists[n]) for n in names) if t else 0 for t in first]
-    return pd.DataFrame(data)
 
 
 def _short(text: str, n: int) -> str:

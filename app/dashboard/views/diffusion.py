@@ -216,14 +216,14 @@ class DiffusionView(TabView):
 
     def toy_frames(self) -> np.ndarray:
         """Particle frames of the teaching diffusion for the current settings."""
-        return self.service.toy_frames(
+        return self.service.teaching.frames(
             self.shape, self.schedule, self.sampler, self.toy_steps, run_id=self.state.run
         )
 
     def toy_element(self, frame: int, **_: Any) -> hv.Overlay:
         """Particles at ``frame``."""
         frames = self.toy_frames()
-        target = self.service.toy_target(self.shape, self.state.run)
+        target = self.service.teaching.target(self.shape, self.state.run)
         frame = int(min(max(frame, 0), frames.shape[0] - 1))
         title = f"{self.sampler.upper()} step {frame}/{frames.shape[0] - 1} ({self.schedule})"
         return plots.particles(frames[frame], target, title, self.toy_extent(frames, target))

@@ -10,8 +10,8 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.dashboard.engine_service import attribute_columns
 from app.dashboard.plots import embeddings as plots
+from app.dashboard.shaping import attribute_columns
 from app.dashboard.views.common import (
     TabView,
     caption,

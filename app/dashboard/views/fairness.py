@@ -9,7 +9,6 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.dashboard.engine_service import engine_module
 from app.dashboard.plots import fairness as plots
 from app.dashboard.views.common import (
     TabView,
@@ -20,6 +19,7 @@ from app.dashboard.views.common import (
     live,
     no_selection,
 )
+from engine.beyond import METRIC_DOCS
 
 USER_METRICS: tuple[str, ...] = (
     "ndcg@10",
@@ -37,11 +37,7 @@ USER_METRICS: tuple[str, ...] = (
 
 def metric_doc(name: str) -> str:
     """The engine's one-line description of a metric (empty when it has none)."""
-    try:
-        beyond = engine_module("engine.beyond", "Metric descriptions")
-    except Exception:  # noqa: BLE001
-        return ""
-    return str(getattr(beyond, "METRIC_DOCS", {}).get(name, ""))
+    return METRIC_DOCS.get(name, "")
 
 
 class FairnessView(TabView):

@@ -1,0 +1,110 @@
+"""The dashboard's run catalogue: which runs the runs folder holds, and their ids.
+
+A run id is the run folder's path relative to the runs folder (e.g.
+``synthetic/ease-20250101T120000Z``). It is only ever *looked up* in the listing, never joined
+into a path, so nothing a browser sends can reach another folder: this lookup is the wall
+between a URL and the file system.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.errors import ReclensError
+from engine.runs import RunSummary, list_runs
+
+LISTING_SECONDS = 2.0
+"""How long a listing of the runs folder is reused before it is read again."""
+
+
+class DashboardError(ReclensError):
+    """Something the page cannot show; the message says what to do."""
+
+
+class RunCatalogue:
+    """Complete runs under ``runs_root``, newest first, with their ids."""
+
+    def __init__(self, runs_root: str | Path) -> None:
+        self.runs_root = Path(runs_root).expanduser()
+        self._lock = threading.Lock()
+        self._listing: tuple[float, list[RunSummary]] = (0.0, [])
+
+    def summaries(self, refresh: bool = False) -> list[RunSummary]:
+        """Complete runs in the runs folder, newest first (cached :data:`LISTING_SECONDS`)."""
+        with self._lock:
+            stamp, listing = self._listing
+            if refresh or time.monotonic() - stamp > LISTING_SECONDS:
+                listing = list_runs(self.runs_root) if self.runs_root.is_dir() else []
+                self._listing = (time.monotonic(), listing)
+            return list(listing)
+
+    def run_id_of(self, path: Path) -> str:
+        """The id of a run folder: its path relative to the runs folder, with ``/``."""
+        try:
+            return path.resolve().relative_to(self.runs_root.resolve()).as_posix() or path.name
+        except ValueError:
+            return path.name
+
+    def run_ids(self, dataset: str | None = None) -> list[str]:
+        """Ids of the listed runs, newest first, optionally only those of one dataset."""
+        return [
+            self.run_id_of(s.path) for s in self.summaries() if not dataset or s.dataset == dataset
+        ]
+
+    def summary(self, run_id: str) -> RunSummary:
+        """The listing entry of ``run_id``; :class:`DashboardError` when it is not listed."""
+        for refresh in (False, True):
+            for s in self.summaries(refresh=refresh):
+                if self.run_id_of(s.path) == run_id:
+                    return s
+        raise DashboardError(
+            f"run {run_id!r} is not in the runs folder: pick a run in the sidebar, or train one "
+            "with `reclens train --dataset synthetic --model ease` (or `reclens demo`)"
+        )
+
+    def datasets(self) -> list[str]:
+        """Dataset names that have runs, most recent first."""
+        return list(dict.fromkeys(s.dataset for s in self.summaries()))
+
+    def source_of(self, dataset: str, default: str) -> str:
+        """The source to train on for a dataset name (from a run's config, else ``default``)."""
+        for s in self.summaries():
+            if s.dataset == dataset and s.config.dataset.kind == "source":
+                return s.config.dataset.source
+        return default
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per run: id, dataset, model, created, test metrics, ``train <stage>`` seconds."""
+        rows = []
+        for s in self.summaries():
+            row: dict[str, Any] = {
+                "run": self.run_id_of(s.path),
+                "dataset": s.dataset,
+                "model": s.model,
+                "created": s.created,
+            }
+            row.update({k: number(v) for k, v in s.metrics.items() if _is_number(v)})
+            row.update({f"train {k}": number(v) for k, v in s.seconds.items() if _is_number(v)})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def number(value: Any) -> float | None:
+    """``value`` as a finite float, or None."""
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None

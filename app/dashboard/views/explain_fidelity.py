@@ -1,0 +1,177 @@
+"""The Explain tab's fidelity section: SPINRec against baseline explainers, on demand.
+
+The curves (several explainers, each rescoring many edited histories) are computed only when
+the button is pressed (or, with the box ticked, whenever the selection changes), through the
+engine service's one batched fidelity pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+from panel.io import hold
+
+from app.dashboard.plots import explain as plots
+from app.dashboard.views.common import caption, csv_download, hv_pane
+from data.errors import ReclensError
+
+if TYPE_CHECKING:
+    from app.dashboard.views.explain import ExplainView
+
+log = logging.getLogger("reclens.dashboard")
+DEFAULT_BASELINES: tuple[str, ...] = ("ig_zero", "cosine", "random")
+"""Explainers compared with SPINRec by default (cheap ones; LIME and SHAP sample and are slow)."""
+PROMPT = (
+    "Compare SPINRec's faithfulness with other explainers: choose them above and press "
+    "**Compute fidelity curves** (a few seconds; LIME and Kernel SHAP take longer)."
+)
+
+
+class NothingSelected(Exception):
+    """Nothing is selected yet (not an error)."""
+
+
+class FidelitySection(pn.viewable.Viewer):
+    """Explainer picker, compute button, note and the deletion and insertion curve plots."""
+
+    baselines = param.List(default=list(DEFAULT_BASELINES), doc="Explainers compared.")
+    rev = param.Integer(default=0, doc="Bumped when new fidelity curves are pushed.")
+
+    def __init__(self, view: ExplainView, **params: Any) -> None:
+        super().__init__(**params)
+        self.view = view
+        names = view.service.baseline_explainers()
+        self._picker = pn.widgets.MultiChoice(
+            label="Compare SPINRec with",
+            options=names,
+            value=[n for n in DEFAULT_BASELINES if n in names],
+            sizing_mode="stretch_width",
+        )
+        self._picker.link(self, value="baselines")
+        self.baselines = list(self._picker.value)
+        self._build()
+        self.param.watch(self._on_baselines, ["baselines"])
+
+    def _build(self) -> None:
+        """The fidelity section: a button, a note, and the two curve plots (added on first use)."""
+        self.curves: pd.DataFrame | None = None
+        self._key: tuple | None = None
+        self._button = pn.widgets.Button(
+            label="Compute fidelity curves", color="primary", width=220
+        )
+        self._button.on_click(self._on_click)
+        self._follow = pn.widgets.Checkbox(
+            label="recompute when the selection changes", value=False, width=300
+        )
+        self._note = pn.pane.Markdown(PROMPT)
+        self._plots = pn.Row(sizing_mode="stretch_width")
+        self._caption = caption(
+            "Deletion: the target's probability as the most important history items are "
+            "removed (a faithful explanation drops it fast). Insertion: keeping only the "
+            "most important items (a faithful one raises it fast). SPINRec is orange."
+        )
+        self._csv = csv_download(self.frame, "reclens-fidelity.csv")
+        self.shown = pn.Column(
+            self._plots, self._caption, self._csv, sizing_mode="stretch_width",
+            visible=False,
+        )  # fmt: skip
+        self._error = pn.pane.Alert("", alert_type="warning", visible=False)
+        self._layout = pn.Column(
+            self._picker,
+            pn.Row(self._button, self._follow, sizing_mode="stretch_width"),
+            self._note,
+            self._error,
+            self.shown,
+            sizing_mode="stretch_width",
+        )
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame() if self.curves is None else self.curves
+
+    def _on_click(self, _: Any = None) -> None:
+        self._button.loading = True
+        try:
+            with hold():
+                self.compute()
+        finally:
+            self._button.loading = False
+
+    def _on_baselines(self, _: Any = None) -> None:
+        if self.curves is not None and self.view.state.tab == "explain":
+            self.compute()  # the curves are shown: follow the chosen explainers
+
+    def clear(self) -> None:
+        """Forget the shown curves (the selection changed); they are recomputed on demand."""
+        if self.curves is None and self._key is None:
+            return
+        self.curves, self._key = None, None
+        self.shown.visible = False
+        self._error.visible = False
+        self._note.object = PROMPT
+
+    def compute(self) -> pd.DataFrame | None:
+        """Compute the deletion and insertion curves of SPINRec and the chosen explainers for
+        the current target (cached by the engine service) and draw them."""
+        start = time.perf_counter()
+        try:
+            if not (self.view.state.run and self.view.state.user):
+                raise NothingSelected("Pick a user to compare explainers.")
+            target = self.view.target()
+            hist = self.view.history_indices()
+            names = tuple(self.baselines)
+            curves = self.view.service.fidelity(
+                self.view.state.run, self.view.state.user, target, names, history=hist
+            )
+        except Exception as err:  # noqa: BLE001 - shown as a message in place of the curves
+            if not isinstance(err, ReclensError | NothingSelected):
+                log.exception("the fidelity curves failed")
+            self.curves = None
+            self._key = ("failed",)
+            self._error.object = (
+                str(err)
+                if isinstance(err, ReclensError | NothingSelected)
+                else f"The fidelity curves could not be computed ({type(err).__name__}); "
+                "see the log."
+            )
+            self._error.visible = True
+            self.shown.visible = False
+            return None
+        self.curves = curves
+        self._key = (self.view.state.run, self.view.state.user, target, names)
+        self._error.visible = False
+        if not self._plots.objects:
+            rev = self.param.rev
+            self._plots.objects = [
+                hv_pane(hv.DynamicMap(pn.bind(self.element, "deletion", rev=rev))),
+                hv_pane(hv.DynamicMap(pn.bind(self.element, "insertion", rev=rev))),
+            ]
+        self.rev += 1
+        self.shown.visible = True
+        shown = ", ".join(["spinrec", *[n for n in names if n != "spinrec"]])
+        self._note.object = (
+            f"Fidelity of **{shown}** for this target ({time.perf_counter() - start:.1f} s)."
+        )
+        return curves
+
+    def element(self, kind: str, rev: int = 0) -> hv.Overlay:
+        """Deletion or insertion curves of the last computed fidelity (empty before)."""
+        curves = self.frame()
+        if curves.empty:
+            curves = pd.DataFrame({"explainer": [], "kind": [], "fraction": [], "probability": []})
+        return plots.fidelity_curves(curves, kind).opts(framewise=True)
+
+    def follow(self) -> None:
+        """Recompute the curves when the box "recompute when the selection changes" is ticked."""
+        if self._follow.value and self.curves is None and self._key is None:
+            self.compute()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        """Explainer choice, the compute button and the deletion and insertion curves (shown
+        once :meth:`compute` ran for the current selection)."""
+        return self._layout

@@ -1,0 +1,155 @@
+"""The Explain tab's explanation: the sentence, SPINRec attribution bars, the chosen baseline
+and the path curves, built once and updated in place when the selection changes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import holoviews as hv
+import pandas as pd
+import panel as pn
+import param
+
+from app.dashboard.plots import explain as plots
+from app.dashboard.shaping import ExplanationView
+from app.dashboard.views.common import caption, csv_download, hv_pane
+from app.dashboard.views.explain_fidelity import NothingSelected
+from data.errors import ReclensError
+
+if TYPE_CHECKING:
+    from app.dashboard.views.explain import ExplainView
+
+log = logging.getLogger("reclens.dashboard")
+
+
+class ExplanationSection(pn.viewable.Viewer):
+    """Sentence, attribution bars, baseline choice and path curves of the current target."""
+
+    top = param.Integer(default=15, bounds=(3, 60), doc="Bars shown.")
+    rev = param.Integer(default=0, doc="Bumped when a new explanation is pushed.")
+
+    def __init__(self, view: ExplainView, **params: Any) -> None:
+        super().__init__(**params)
+        self.view = view
+        self._build()
+        self.layout = self._layout()
+
+    def _build(self) -> None:
+        """The explanation's components, built once; :meth:`refresh` fills them."""
+        self._exp: ExplanationView | None = None
+        self._sentence = pn.pane.Alert(
+            "", alert_type="success", css_classes=["reclens-sentence"], visible=False
+        )
+        self._exp_error = pn.pane.Alert("", alert_type="warning", visible=False)
+        self._baseline_md = pn.pane.Markdown("")
+        # A few rows: a plain HTML table draws much faster than a Tabulator.
+        self._alternatives = pn.pane.DataFrame(
+            pd.DataFrame(), index=False, sizing_mode="stretch_width", height=250,
+            styles={"overflow-y": "auto"},
+        )  # fmt: skip
+        rev = self.param.rev
+        self._bars = hv.DynamicMap(pn.bind(self.bars_element, rev=rev, top=self.param.top))
+        self._paths = hv.DynamicMap(pn.bind(self.paths_element, rev=rev))
+
+    def refresh(self, *_: Any) -> None:
+        """Recompute the explanation (cached by the engine service per run, user, item and
+        history) and push it into the persistent plots when it changed."""
+        self.view._pending.discard("explanation")
+        start = time.perf_counter()
+        try:
+            if not (self.view.state.run and self.view.state.user):
+                raise NothingSelected("Pick a user and a recommended item to explain it.")
+            exp = self.view.explanation()
+            loaded = self.view.service.load(self.view.state.run)
+        except Exception as err:  # noqa: BLE001 - shown as a message above the plots
+            self._exp = None
+            if not isinstance(err, ReclensError | NothingSelected):
+                log.exception("the explanation failed")
+            self._exp_error.object = (
+                str(err)
+                if isinstance(err, ReclensError | NothingSelected)
+                else (f"The explanation could not be computed ({type(err).__name__}); see the log.")
+            )
+            self._exp_error.visible = True
+            self._sentence.visible = False
+            self.rev += 1
+            return
+        self._exp_error.visible = False
+        sentence = plots.summary_sentence(
+            exp.attributions, exp.target, f"user {self.view.state.user}", model=loaded.model_name
+        )
+        self._sentence.param.update(object=sentence, visible=True)
+        if exp is self._exp:
+            return  # the same explanation (e.g. only K changed): nothing to redraw
+        self._exp = exp
+        self._baseline_md.object = (
+            f"**Chosen baseline:** user {exp.baseline} \u00b7 target probability "
+            f"{exp.probability:.4g}"
+        )
+        alt = exp.alternatives.copy()
+        alt["deletion AUC"] = alt["deletion AUC"].round(5)
+        self._alternatives.object = alt
+        self.rev += 1
+        log.debug("ExplanationSection.refresh took %.3f s", time.perf_counter() - start)
+
+    def bars_element(self, rev: int = 0, top: int = 15) -> hv.Bars:
+        """Attribution bars of the current explanation (empty without one)."""
+        if self._exp is None:
+            return hv.Bars([], "label", "attribution").opts(responsive=True, height=440)
+        exp = self._exp
+        bars = plots.attribution_bars(
+            exp.attributions, top=top, title=f"Why \u201c{exp.target}\u201d?"
+        )
+        return bars.opts(height=440, framewise=True)
+
+    def paths_element(self, rev: int = 0) -> hv.Overlay:
+        """SPINRec path curves of the current explanation (empty without one)."""
+        exp = self._exp
+        if exp is None:
+            return hv.Overlay([hv.Curve([], "alpha", "probability")])
+        paths = plots.path_curves(exp.alphas, exp.paths, exp.chosen, exp.path_labels)
+        return paths.opts(framewise=True)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        """Sentence, attribution bars, baseline choice and path curves (updated in place)."""
+        if self._exp is None or "explanation" in self.view._pending:
+            self.refresh()
+        return self.layout
+
+    def _layout(self) -> pn.Column:
+        return pn.Column(
+            self._exp_error,
+            self._sentence,
+            pn.Row(
+                pn.Column(
+                    hv_pane(self._bars),
+                    caption(
+                        "SPINRec attribution of each history item to the target's probability: "
+                        "green bars pushed the recommendation up, red ones down; longest first."
+                    ),
+                    csv_download(self._attributions, "reclens-attributions.csv"),
+                    sizing_mode="stretch_width",
+                ),
+                pn.Column(
+                    self._baseline_md,
+                    self._alternatives,
+                    caption(
+                        "The sampled baseline users (one path each); SPINRec keeps the path "
+                        "whose explanation has the lowest deletion AUC (most faithful)."
+                    ),
+                    sizing_mode="stretch_width",
+                ),
+                sizing_mode="stretch_width",
+            ),
+            hv_pane(self._paths),
+            caption(
+                "Target probability along each path from a baseline user's history (alpha 0) "
+                "to this user's history (alpha 1); the chosen path is drawn thick in orange."
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    def _attributions(self) -> pd.DataFrame:
+        return pd.DataFrame() if self._exp is None else self._exp.attributions
