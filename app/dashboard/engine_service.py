@@ -44,8 +44,8 @@ from engine.runs import RunSummary
 from engine.session import OpenRun
 from engine.trajectory import Trajectory
 from explainers import registry as explainer_registry
-from explainers.batch import explain_target
 from explainers.spinrec import SpinRec
+from explainers.target import explain_target
 
 DEFAULT_MODELS: tuple[str, ...] = ("ease", "mf", "multvae", "diffrec")
 """Models ``reclens demo`` trains when the runs folder is empty."""

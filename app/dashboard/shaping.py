@@ -19,8 +19,8 @@ from data.splits import Split
 from data.summary import summarize
 from engine.runs import Run
 from engine.session import OpenRun
-from explainers.batch import TargetFidelity
 from explainers.spinrec import SpinRecExplanation
+from explainers.target import TargetFidelity
 
 
 # -- a run ready for the views -----------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""One fidelity pass for one target: explain it with several explainers, measure every map.
+
+:func:`explain_target` is the one orchestration of "these explainers for this target, one
+batched fidelity pass": :func:`explainers.batch.evaluate_fidelity` runs it per user for
+``reclens fidelity``, and the dashboard runs it for the selected user and item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor, nn
+
+from data.errors import ReclensError
+from explainers.base import Explainer, Explanation
+from explainers.fidelity import LOWER_IS_BETTER, METRICS, FidelityCurves, fidelity_curves
+from explainers.spinrec import SpinRecExplanation
+
+BEST_OF_KAPPA = "spinrec_best_of_kappa"
+"""The report row of SPINRec's best candidate map per metric (an optimistic bound)."""
+
+
+@dataclass
+class TargetFidelity:
+    """Several explainers' maps of one (history, target) and their fidelity, from one pass.
+
+    ``explanations``: explainer name -> its explanation; ``ms``: name -> milliseconds taken
+    (0 for an explanation given in advance); ``curves``: the fidelity curves of every map that
+    was measured, rows in ``rows`` order; ``rows``: report row name -> ``(first, stop)`` rows
+    of ``curves`` (``stop`` None: the single row ``first``; else the best of the block, which is
+    SPINRec's best-of-kappa bound).
+    """
+
+    target: int
+    explanations: dict[str, Explanation]
+    ms: dict[str, float]
+    curves: FidelityCurves
+    rows: dict[str, tuple[int, int | None]]
+
+    def metrics(self, name: str) -> dict[str, float]:
+        """Every metric of :data:`explainers.fidelity.METRICS` for report row ``name``."""
+        values = self.curves.metrics()
+        first, stop = self.rows[name]
+        if stop is None:
+            return {m: float(values[m][first]) for m in METRICS}
+        return {
+            m: float(
+                values[m][first:stop].min() if m in LOWER_IS_BETTER else values[m][first:stop].max()
+            )
+            for m in METRICS
+        }
+
+    def curve(self, name: str, kind: str) -> np.ndarray:
+        """The ``kind`` curve (``del``, ``ins``, ...) of a single-row report ``name``."""
+        first, stop = self.rows[name]
+        if stop is not None:
+            raise ReclensError(f"{name} is a best-of bound, not one curve")
+        return self.curves.curves[kind][first]
+
+
+def explain_target(
+    model: nn.Module,
+    x: Tensor,
+    target: int,
+    explainers: Mapping[str, Explainer],
+    *,
+    user: int | None = None,
+    seed: int = 0,
+    given: Mapping[str, Explanation] | None = None,
+    best_of_kappa: bool = True,
+    chunk_size: int = 512,
+) -> TargetFidelity:
+    """Explain ``target`` for history ``x`` with each explainer, then measure every map at once.
+
+    ``explainers``: name -> built explainer; ``given``: explanations already made (e.g. a
+    cached SPINRec one), used instead of explaining again. All maps go through
+    :func:`explainers.fidelity.fidelity_curves` in one batched call; with ``best_of_kappa``
+    SPINRec's kappa candidate maps are measured too (the ``spinrec_best_of_kappa`` row).
+    """
+    given = dict(given or {})
+    explanations: dict[str, Explanation] = {}
+    ms: dict[str, float] = {}
+    maps: list[np.ndarray] = []
+    rows: dict[str, tuple[int, int | None]] = {}
+    names = list(dict.fromkeys([*given, *explainers]))
+    for name in names:
+        start = time.perf_counter()
+        exp = (
+            given[name]
+            if name in given
+            else explainers[name].explain(model, x, target, user=user, seed=seed)
+        )
+        ms[name] = 0.0 if name in given else 1000.0 * (time.perf_counter() - start)
+        explanations[name] = exp
+        if isinstance(exp, SpinRecExplanation) and best_of_kappa:
+            first = len(maps)
+            maps.extend(exp.candidates)
+            rows[name] = (first + exp.chosen, None)
+            rows[BEST_OF_KAPPA] = (first, first + exp.kappa)
+        else:
+            rows[name] = (len(maps), None)
+            maps.append(np.asarray(exp.scores, dtype=np.float64))
+    items = next(iter(explanations.values())).items
+    curves = fidelity_curves(model, x, target, np.stack(maps), items, chunk_size=chunk_size)
+    return TargetFidelity(target, explanations, ms, curves, rows)
