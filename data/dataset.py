@@ -17,7 +17,7 @@ interactions (same columns as ``interactions``, which is then their union).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -112,10 +112,6 @@ class Dataset:
         """
         inter = self.interactions if interactions is None else interactions
         return to_csr(inter, self.n_users, self.n_items)
-
-    def with_tables(self, **changes: Any) -> Dataset:
-        """A copy with some fields replaced (dataclass ``replace``)."""
-        return replace(self, **changes)
 
     # -- construction ----------------------------------------------------------------------
     @classmethod

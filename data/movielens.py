@@ -140,15 +140,6 @@ class MovieLensFiles:
         return None
 
 
-def is_movielens(path: Path) -> bool:
-    """Whether ``path`` (a folder or zip) holds a MovieLens dataset in a known layout."""
-    try:
-        with MovieLensFiles(path) as files:
-            return files.layout() is not None
-    except DataError:
-        return False
-
-
 def load_movielens(path: str | Path, name: str | None = None) -> Dataset:
     """Load the MovieLens dataset in folder or zip ``path`` (layout detected from its files)."""
     path = Path(path).expanduser()

@@ -54,10 +54,6 @@ class Explanation:
         """
         return importance_order(self.scores[None, :])[0]
 
-    def ranked_items(self) -> np.ndarray:
-        """History items from most to least important: int64 [n_hist]."""
-        return self.items[self.order()]
-
     def dense(self, n_items: int) -> np.ndarray:
         """Scores scattered into a float64 vector [n_items], zero outside the history."""
         out = np.zeros(n_items, dtype=np.float64)

@@ -10,7 +10,6 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
@@ -173,10 +172,3 @@ class TabView(pn.viewable.Viewer):
         for name in list(vars(self)):
             if name.startswith("_cache"):
                 vars(self)[name].clear()
-
-
-def empty_element(message: str) -> hv.Text:
-    """A blank plot area with a centred message (for plots with nothing to draw)."""
-    return hv.Text(0.5, 0.5, message).opts(
-        xaxis=None, yaxis=None, toolbar=None, responsive=True, height=200
-    )

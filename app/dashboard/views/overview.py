@@ -21,7 +21,6 @@ from app.dashboard.views.common import (
 )
 
 DEFAULT_X = "ndcg@10"
-DEFAULT_Y = "coverage"
 
 
 class OverviewView(TabView):
