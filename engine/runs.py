@@ -702,6 +702,7 @@ def verify_run(folder: str | Path) -> dict[str, Any]:
             raise RunError(f"{folder / name}: not listed in the run's {COMPLETE} manifest")
     for name, entry in manifest.items():
         path = folder / name
+        _refuse_link(path)
         if not _inside(folder, path):
             raise RunError(f"{folder / COMPLETE}: manifest names a file outside the run: {name}")
         _verify(path, entry)
@@ -786,8 +787,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def _verify(path: Path, entry: Any) -> None:
     """Check ``path`` against its manifest ``entry`` (a plain file, size, then SHA-256)."""
-    if path.is_symlink():
-        raise RunError(f"{path}: a symbolic link; run folders hold only plain files")
+    _refuse_link(path)
     if not path.is_file():
         raise RunError(f"{path}: missing")
     if not isinstance(entry, dict):
@@ -797,6 +797,11 @@ def _verify(path: Path, entry: Any) -> None:
         raise RunError(f"{path}: {size} bytes, expected {entry.get('bytes')} (truncated?)")
     if _sha256(path) != entry.get("sha256"):
         raise RunError(f"{path}: checksum mismatch (the file was modified after saving)")
+
+
+def _refuse_link(path: Path) -> None:
+    if path.is_symlink():
+        raise RunError(f"{path}: a symbolic link; run folders hold only plain files")
 
 
 def _short(err: BaseException) -> str:

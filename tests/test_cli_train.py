@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main
 from engine import pipeline
-from engine.runs import list_runs, load_run
+from engine.runs import BEYOND_METRICS, BEYOND_PER_USER, list_runs, load_run, read_manifest
 
 SMALL = [
     "--dataset",
@@ -57,6 +57,8 @@ def test_json_lines_have_the_required_keys(
         assert all(0.0 <= row["metrics"][m] <= 1.0 for m in REQUIRED_METRICS)
         assert row["seconds"]["total"] >= row["seconds"]["fit"] > 0.0
         assert Path(row["run_dir"]).is_dir()
+        manifest = read_manifest(row["run_dir"])  # beyond-accuracy metrics stored and listed
+        assert {BEYOND_METRICS, BEYOND_PER_USER} <= set(manifest)
     assert {s.model for s in list_runs(tmp_path)} == {"pop", "ease", "mf"}
     mf = load_run(rows[2]["run_dir"])
     assert mf.config.train["epochs"] == 2 and mf.config.split.seed == 1

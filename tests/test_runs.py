@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def test_run_result_and_folder_layout(saved: dict[str, RunResult], tiny: Dataset
     assert folder.name.startswith("ease-") and folder.name.endswith("Z")
     for name in runs.ARTIFACTS + (runs.COMPLETE,):
         assert (folder / name).is_file(), name
+    manifest = runs.read_manifest(folder)
+    assert set(manifest) == {*runs.ARTIFACTS, runs.BEYOND_METRICS, runs.BEYOND_PER_USER}
     config = json.loads((folder / runs.CONFIG).read_text())
     assert config["model"] == "ease" and config["hparams"] == {"lam": 250.0}
     assert config["split"] == {"protocol": "random", "ratios": [0.8, 0.1, 0.1], "fold_in": 0.8,
@@ -275,6 +278,50 @@ def test_damaged_files_give_reclens_errors(
     with pytest.raises(RunError, match=message) as info:
         load_run(folder)
     assert "\n" not in str(info.value)
+
+
+def test_tampering_with_any_listed_file_is_detected(
+    tmp_path: Path, saved: dict[str, RunResult]
+) -> None:
+    source = saved["ease"].run_dir
+    assert source is not None
+    names = sorted(runs.read_manifest(source))
+    assert runs.BEYOND_METRICS in names  # derived files are listed too
+    for name in names:
+        folder = tmp_path / name.replace("/", "_")
+        shutil.copytree(source, folder)
+        raw = bytearray((folder / name).read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        (folder / name).write_bytes(bytes(raw))
+        with pytest.raises(RunError, match="checksum mismatch") as info:
+            load_run(folder)
+        assert name in str(info.value)
+
+
+def test_a_listed_file_replaced_by_a_link_is_refused(
+    tmp_path: Path, saved: dict[str, RunResult]
+) -> None:
+    folder = copy_run(saved["ease"], tmp_path)
+    target = folder / runs.BEYOND_METRICS
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(target.read_bytes())
+    target.unlink()
+    target.symlink_to(outside)
+    with pytest.raises(RunError, match="symbolic link"):
+        load_run(folder)
+
+
+def test_derived_files_are_written_atomically_into_the_manifest(
+    tmp_path: Path, saved: dict[str, RunResult]
+) -> None:
+    folder = copy_run(saved["ease"], tmp_path)
+    runs.write_derived_json(folder, "notes.json", {"a": 1})
+    assert runs.read_derived_json(folder, "notes.json") == {"a": 1}
+    load_run(folder)  # the new file is verified with the rest
+    assert not [p for p in folder.iterdir() if ".partial-" in p.name]
+    with pytest.raises(RunError, match="written only when the run is saved"):
+        runs.write_derived_json(folder, runs.CONFIG, {})
+    assert runs.read_derived_json(folder, "absent.json") is None
 
 
 def test_damaged_parquet_gives_reclens_error(tmp_path: Path, saved: dict[str, RunResult]) -> None:
