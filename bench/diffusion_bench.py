@@ -9,7 +9,7 @@ slowest seed is printed too.
 
 Part 2, trajectories: the time of :func:`engine.trajectory.trajectory` for single users of the
 seed-0 model (top 10, top-20 centroid on a PCA item map given as input; median over users).
-Target: < 100 ms on the CPU. The end-to-end :func:`trajectory_for_run` (run folder, stored map)
+Target: < 100 ms on the CPU. The end-to-end :meth:`engine.session.OpenRun.trajectory` (stored map)
 is reported as well.
 
 Part 3, the 2D teaching diffusion: training time of :func:`ToyDiffusion.train` with its
@@ -99,14 +99,12 @@ def report_diffrec(rows: list[dict]) -> bool:
 
 
 def bench_trajectories(result: object, n_users: int) -> bool:
-    from engine.pipeline import load_context
     from engine.projection import pca_2d
-    from engine.runs import load_run
-    from engine.trajectory import trajectory, trajectory_for_run
+    from engine.session import OpenRun
+    from engine.trajectory import trajectory
 
-    run = load_run(result.run_dir)
-    dataset, split = load_context(run)
-    model = run.model
+    opened = OpenRun.open(result.run_dir)
+    dataset, split, model = opened.dataset, opened.split, opened.model
     coords = pca_2d(model.item_embeddings().cpu().numpy())
     users = split.eval_users("test")
     users = users[np.random.default_rng(0).permutation(len(users))[:n_users]]
@@ -132,12 +130,11 @@ def bench_trajectories(result: object, n_users: int) -> bool:
         f"{'PASS' if ok else 'FAIL'}"
     )
     print(f"  fan of 5 noisy trajectories (noise_steps 3): {fan_ms:.1f} ms")
-    raw = dataset.user_raw_ids[users[0]]
-    trajectory_for_run(run, raw, projection="pca")  # stores the PCA map, warms the cache
+    opened.trajectory(int(users[0]), map_method="pca")  # stores the PCA map, warms the cache
     start = time.perf_counter()
-    trajectory_for_run(run, raw, projection="pca")
+    opened.trajectory(int(users[0]), map_method="pca")
     print(
-        f"  trajectory_for_run() with the stored map: {(time.perf_counter() - start) * 1000:.1f} ms"
+        f"  OpenRun.trajectory() with the stored map: {(time.perf_counter() - start) * 1000:.1f} ms"
     )
     return ok
 

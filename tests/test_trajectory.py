@@ -185,7 +185,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_trajectory_for_run_matches_the_saved_metrics(runs) -> None:
+def test_open_run_trajectory_matches_the_saved_metrics(runs) -> None:
     from engine.session import OpenRun
 
     opened = OpenRun.open(runs["diffrec"])
