@@ -4,6 +4,8 @@ Example::
 
     reclens train --dataset ml-100k --model pop,ease,mf,multvae --seed 0
     reclens train --dataset synthetic --data-option n_users=500 --model ease --json
+    reclens train --dataset ml-100k --model multvae --valid-metric recall@20 --patience 10
+    reclens train --dataset DIR --protocol given --model diffrec --config diffrec-paper-ml1m
 
 The leaderboard (or, with ``--json``, one JSON object per model and line) goes to stdout;
 progress bars and messages go to stderr.
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from app.cli_data import SOURCE_HELP, add_column_options
 from data.errors import ReclensError
-from engine import registry
+from engine import presets, registry
 from engine.pipeline import KS, RunResult, train_run
 from engine.train import EpochReport
 
@@ -60,6 +62,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
     parser.add_argument("--epochs", type=int, help="most training epochs (model default)")
     parser.add_argument("--out", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)")
+    selection = parser.add_argument_group("model selection (on the validation part)")
+    selection.add_argument(
+        "--config",
+        metavar="NAME",
+        default="",
+        help=f"named configuration of the model ({', '.join(presets.preset_names())})",
+    )
+    selection.add_argument("--valid-metric", metavar="METRIC@K", help="e.g. recall@20 (ndcg@10)")
+    selection.add_argument("--patience", type=int, help="evaluations without improvement, 0: off")
+    selection.add_argument("--eval-every", type=int, metavar="N", help="epochs between evaluations")
+    selection.add_argument(
+        "--min-epochs", type=int, metavar="N", help="epochs before stopping (half of --epochs)"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per model and line")
     parser.add_argument("--no-save", action="store_true", help="do not write run folders")
     parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
@@ -126,6 +141,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "min_user_interactions": args.min_user_interactions,
         "min_item_interactions": args.min_item_interactions,
     }
+    selection = {
+        "valid_metric": args.valid_metric,
+        "patience": args.patience,
+        "eval_every": args.eval_every,
+        "min_epochs": args.min_epochs,
+    }
+    train_options = {key: value for key, value in selection.items() if value is not None}
     results: list[RunResult] = []
     for name in models:
         with epoch_bar(name, args.epochs, args.quiet) as (bar, on_epoch):
@@ -141,6 +163,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 progress=on_epoch,
                 save=not args.no_save,
                 load_options=load_options,
+                train_options=train_options,
+                preset=args.config,
             )
             bar.set_postfix_str(f"test ndcg@10 {result.metrics.get('ndcg@10', 0.0):.4f}")
         if not args.quiet and not _is_terminal(sys.stderr):  # no bar was drawn: one line
@@ -184,7 +208,7 @@ def epoch_bar(
         if report.valid is not None:
             last_valid[:] = [report.valid]
         if last_valid:  # the latest evaluated epoch's value (models validate every few epochs)
-            parts.append(f"valid ndcg@10 {last_valid[0]:.4f}")
+            parts.append(f"valid {last_valid[0]:.4f}")
         bar.set_postfix_str(", ".join(parts), refresh=False)
         bar.update(1)
 

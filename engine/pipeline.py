@@ -35,7 +35,7 @@ from data.loaders import load as load_source
 from data.movielens import MOVIELENS_NAMES
 from data.prepare import prepare
 from data.splits import Split, split
-from engine import beyond, registry
+from engine import beyond, presets, registry
 from engine.contract import Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
@@ -212,6 +212,7 @@ def train_run(
     save: bool = True,
     load_options: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
+    preset: str = "",
 ) -> RunResult:
     """Train ``model`` on ``source`` and evaluate it on the test split.
 
@@ -220,12 +221,20 @@ def train_run(
     ``prepare_options``: keyword arguments of :func:`data.prepare.prepare`; ``protocol`` and
     ``seed``: the split (ratios 8:1:1); ``seed`` also seeds the model's weights and training.
     ``epochs`` and ``train_options`` override the model's training settings; ``hparams`` its
-    hyper-parameters. ``progress(report)`` is called after every epoch; a set ``cancel`` event
+    hyper-parameters. ``preset``: a named configuration of :mod:`engine.presets` for this
+    model, applied under ``hparams`` and ``train_options`` and recorded in the run.
+    ``progress(report)`` is called after every epoch; a set ``cancel`` event
     stops training and raises :class:`TrainingCancelled`. With ``save``, the run is written under
     ``out`` (a runs root; default ``$RECLENS_HOME/runs``) as ``<dataset>/<model>-<UTC time>``.
     """
     name = str(model).strip().lower()
     registry.model_class(name)  # unknown model names fail before any data is loaded
+    chosen = presets.get_preset(preset) if preset else None
+    if chosen is not None and chosen.model != name:
+        raise ReclensError(f"configuration {chosen.name} is for model {chosen.model}, not {name}")
+    if chosen is not None:
+        hparams = {**chosen.hparams, **dict(hparams or {})}
+        train_options = {**chosen.train, **dict(train_options or {})}
     torch_device = resolve_device(device) if not isinstance(device, torch.device) else device
     spec = source_spec(source, load_options)
     prep = prepare_spec(prepare_options)
@@ -269,6 +278,7 @@ def train_run(
         device=str(torch_device),
         versions=library_versions(),
         fingerprint=fingerprint(prepared, parts),
+        preset=chosen.name if chosen is not None else "",
     )
     result = RunResult(
         model=name,
@@ -312,6 +322,7 @@ def _metrics_record(result: RunResult, trained: TrainResult) -> dict[str, Any]:
         "best_epoch": trained.best_epoch,
         "best_valid": trained.best_valid,
         "valid_metric": trained.metric,
+        "min_epochs": trained.min_epochs,
         "epochs_run": trained.epochs_run,
         "stopped_early": trained.stopped_early,
         "history": [asdict(report) for report in trained.history],

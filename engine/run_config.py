@@ -54,7 +54,8 @@ class RunConfig:
     ``train``: the :class:`~engine.train.TrainConfig` used; ``fingerprint``: what identifies the
     training data (see :func:`engine.runs.fingerprint`); ``embeddings``: ``kind``, ``note`` and
     ``dims`` of the saved representations; ``created``: ISO time of saving; ``format``: the
-    run-folder format version.
+    run-folder format version; ``preset``: the named configuration the run was started from
+    (:mod:`engine.presets`; empty for the model's defaults).
     """
 
     model: str
@@ -70,6 +71,7 @@ class RunConfig:
     embeddings: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     format: int = 1
+    preset: str = ""
 
     @property
     def seed(self) -> int:
@@ -116,6 +118,7 @@ class RunConfig:
             embeddings=_typed(top, "embeddings", dict, where, {}),
             created=_typed(top, "created", str, where, ""),
             format=_typed(top, "format", int, where, 1),
+            preset=_typed(top, "preset", str, where, ""),
         )
 
 

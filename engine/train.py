@@ -8,9 +8,13 @@
    that seed, so on the CPU the same seed gives the same weights and the same metrics;
 2. each epoch shuffles the fitting users, builds their dense history rows [batch, n_items] on
    the model's device and takes one Adam/AdamW step on ``model.loss(x, ctx)`` per batch;
-3. every ``eval_every`` epochs (and after the last one) the validation NDCG@10 is measured by
+3. every ``eval_every`` epochs (and after the last one) the validation ``valid_metric``
+   (NDCG@10 unless set; any ``metric@K`` that :mod:`engine.evaluate` measures) is computed by
    :func:`engine.evaluate.evaluate`; the best weights are kept and restored at the end, and
-   training stops early after ``patience`` evaluations without improvement;
+   training stops early after ``patience`` evaluations without improvement, but never before
+   ``min_epochs`` epochs (by default half the planned ``epochs``: on temporal splits the
+   validation curve is flat and noisy, and an early peak would otherwise end training while
+   the model still improves; selection uses validation data only, never the test part);
 4. ``callback(report)`` is called after each epoch with an :class:`EpochReport`, and a set
    ``cancel`` event stops training between two batches.
 
@@ -36,9 +40,9 @@ from torch import Tensor
 from data.errors import ReclensError
 from data.splits import Split
 from engine.contract import LossContext, Recommender
-from engine.evaluate import dense_rows, evaluate
+from engine.evaluate import METRICS, dense_rows, evaluate
 
-VALID_METRIC = "ndcg@10"
+VALID_METRIC = "ndcg@10"  # the default selection metric
 DENSE_LIMIT = 1 << 26  # keep the whole fit matrix dense on the device up to 64M cells (256 MB)
 
 
@@ -49,10 +53,13 @@ class TrainConfig:
     ``epochs``: most epochs (passes over the fitting users); ``batch_size``: users per step;
     ``lr``, ``weight_decay``: optimiser settings (``adam``: L2 added to the gradient,
     ``adamw``: decoupled decay); ``patience``: evaluations without a better validation
-    NDCG@10 before stopping (0 turns early stopping off); ``eval_every``: epochs between
-    evaluations; ``seed``: seed of every random draw; ``max_seconds``: wall-clock budget after
-    which training stops at the end of the epoch (None: no budget); ``reinit``: redraw the
-    weights from ``seed`` before training.
+    ``valid_metric`` before stopping (0 turns early stopping off); ``eval_every``: epochs
+    between evaluations; ``valid_metric``: the selection metric, ``name@K`` with a name of
+    :data:`engine.evaluate.METRICS` (e.g. ``recall@20``); ``min_epochs``: epochs always run
+    before patience may stop training (None: half of ``epochs``; 0: patience from the start);
+    ``seed``: seed of every random draw; ``max_seconds``: wall-clock budget after which training
+    stops at the end of the epoch (None: no budget); ``reinit``: redraw the weights from
+    ``seed`` before training.
     """
 
     epochs: int = 50
@@ -62,6 +69,8 @@ class TrainConfig:
     optimizer: str = "adam"
     patience: int = 5
     eval_every: int = 1
+    valid_metric: str = VALID_METRIC
+    min_epochs: int | None = None
     seed: int = 0
     max_seconds: float | None = None
     reinit: bool = True
@@ -74,6 +83,15 @@ class TrainConfig:
                 raise ReclensError(f"training setting {name} must be at least 1")
         if self.lr <= 0 or self.weight_decay < 0 or self.patience < 0:
             raise ReclensError("training settings need lr > 0, weight_decay >= 0, patience >= 0")
+        if self.min_epochs is not None and int(self.min_epochs) < 0:
+            raise ReclensError("training setting min_epochs must be at least 0")
+        self.valid_metric = str(self.valid_metric).strip().lower()
+        parse_metric(self.valid_metric)
+
+    @property
+    def first_stop(self) -> int:
+        """The first epoch after which patience may stop training."""
+        return self.epochs // 2 if self.min_epochs is None else int(self.min_epochs)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -85,14 +103,26 @@ class TrainConfig:
         return asdict(self)
 
 
+def parse_metric(name: str) -> tuple[str, int]:
+    """``"recall@20"`` -> ``("recall", 20)``; :class:`ReclensError` for anything else."""
+    metric, sep, k = str(name).strip().lower().partition("@")
+    if not sep or metric not in METRICS or not k.isdigit() or int(k) < 1:
+        raise ReclensError(
+            f"unknown validation metric {name!r}: use NAME@K with NAME one of "
+            f"{', '.join(METRICS)} and K a positive integer (e.g. recall@20)"
+        )
+    return metric, int(k)
+
+
 @dataclass(frozen=True)
 class EpochReport:
     """Progress after one epoch.
 
     ``epoch``: 1-based epoch number (0 for a closed-form fit); ``loss``: mean training loss
-    over the epoch's batches (None for a closed-form fit); ``valid``: validation NDCG@10 when
-    this epoch was evaluated, else None; ``seconds``: wall seconds since training began;
-    ``epochs``: planned epochs; ``best``: whether this epoch is the best so far.
+    over the epoch's batches (None for a closed-form fit); ``valid``: the validation selection
+    metric (``TrainResult.metric``) when this epoch was evaluated, else None; ``seconds``: wall
+    seconds since training began; ``epochs``: planned epochs; ``best``: whether this epoch is
+    the best so far.
     """
 
     epoch: int
@@ -109,9 +139,10 @@ class TrainResult:
 
     ``history``: one :class:`EpochReport` per epoch run; ``best_epoch``: the epoch whose
     weights the model holds now (0 for closed-form models); ``best_valid``: its validation
-    NDCG@10 (None when the split has no validation users); ``seconds``: wall seconds;
+    ``metric`` (None when the split has no validation users); ``seconds``: wall seconds;
     ``cancelled``: stopped by the cancel event; ``epochs_run``: epochs completed;
-    ``stopped_early``: stopped by patience or ``max_seconds``.
+    ``stopped_early``: stopped by patience or ``max_seconds``; ``metric``: the selection metric;
+    ``min_epochs``: the epochs run before patience could stop training.
     """
 
     history: list[EpochReport] = field(default_factory=list)
@@ -122,6 +153,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     metric: str = VALID_METRIC
+    min_epochs: int = 0
 
 
 def config_for(model: Recommender, **overrides: Any) -> TrainConfig:
@@ -152,7 +184,7 @@ def fit(
     start = time.perf_counter()
     train = split.fit_matrix()
     if not model.trainable:
-        return _fit_closed_form(model, split, train, callback, cancel, start)
+        return _fit_closed_form(model, split, train, config, callback, cancel, start)
 
     device = model.device
     with _seeded(config.seed, device):
@@ -165,20 +197,27 @@ def _fit_closed_form(
     model: Recommender,
     split: Split,
     train: sp.csr_matrix,
+    config: TrainConfig,
     callback: Callable[[EpochReport], Any] | None,
     cancel: threading.Event | None,
     start: float,
 ) -> TrainResult:
+    metric = config.valid_metric
     if cancel is not None and cancel.is_set():
-        return TrainResult(seconds=time.perf_counter() - start, cancelled=True)
+        return TrainResult(seconds=time.perf_counter() - start, cancelled=True, metric=metric)
     model.fit(train)
     model.eval()
-    valid = _validate(model, split)
+    valid = _validate(model, split, metric)
     report = EpochReport(0, None, valid, time.perf_counter() - start, epochs=0, best=True)
     if callback is not None:
         callback(report)
     return TrainResult(
-        history=[report], best_epoch=0, best_valid=valid, seconds=report.seconds, epochs_run=0
+        history=[report],
+        best_epoch=0,
+        best_valid=valid,
+        seconds=report.seconds,
+        epochs_run=0,
+        metric=metric,
     )
 
 
@@ -203,7 +242,7 @@ def _fit_gradient(
     order_gen = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
     sample_gen = torch.Generator(device=device).manual_seed(config.seed)
 
-    result = TrainResult()
+    result = TrainResult(metric=config.valid_metric, min_epochs=config.first_stop)
     best_state: dict[str, Tensor] | None = None
     since_best, step = 0, 0
     for epoch in range(1, config.epochs + 1):
@@ -241,7 +280,7 @@ def _fit_gradient(
         last = epoch == config.epochs or out_of_time
         valid, best = None, False
         if epoch % config.eval_every == 0 or last:
-            valid = _validate(model, split)
+            valid = _validate(model, split, config.valid_metric)
             if valid is None:
                 pass  # no validation users: train for all epochs, keep the last weights
             elif result.best_valid is None or valid > result.best_valid:
@@ -262,7 +301,8 @@ def _fit_gradient(
         result.epochs_run = epoch
         if callback is not None:
             callback(report)
-        if out_of_time or (config.patience and since_best >= config.patience):
+        patient = epoch < config.first_stop or since_best < config.patience
+        if out_of_time or (config.patience and not patient):
             result.stopped_early = not last or out_of_time
             break
 
@@ -276,13 +316,13 @@ def _fit_gradient(
 
 
 @torch.no_grad()
-def _validate(model: Recommender, split: Split) -> float | None:
-    """Validation NDCG@10 of ``model`` (None when no user has validation items)."""
+def _validate(model: Recommender, split: Split, metric: str = VALID_METRIC) -> float | None:
+    """Validation ``metric`` (e.g. ``ndcg@10``) of ``model`` (None without validation users)."""
     if len(split.eval_users("valid")) == 0:
         return None
     was_training = model.training
     model.eval()
-    value = evaluate(model, split, "valid", ks=(10,)).means[VALID_METRIC]
+    value = evaluate(model, split, "valid", ks=(parse_metric(metric)[1],)).means[metric]
     model.train(was_training)
     return value
 

@@ -103,7 +103,7 @@ def drift_model(split_: Split) -> Drift:
 # -- determinism ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mf", "multvae", "neumf"])
+@pytest.mark.parametrize("name", ["mf", "multvae", pytest.param("neumf", marks=pytest.mark.slow)])
 def test_same_seed_same_weights_and_metrics(name: str, toy_split: Split) -> None:
     runs = []
     for _ in range(2):
@@ -142,7 +142,9 @@ def test_early_stopping_restores_the_best_weights(toy_split: Split) -> None:
         reports.append(report)
         states[report.epoch] = snapshot(model)
 
-    result = fit(model, toy_split, quick(epochs=20, lr=0.5, patience=3), callback=remember)
+    result = fit(
+        model, toy_split, quick(epochs=20, lr=0.5, patience=3, min_epochs=0), callback=remember
+    )
     valid = [r.valid for r in reports]
     assert result.best_epoch == 1 and valid[0] == max(valid)
     assert result.epochs_run == 4 and result.stopped_early  # three worse evaluations
@@ -151,6 +153,32 @@ def test_early_stopping_restores_the_best_weights(toy_split: Split) -> None:
     again = evaluate(model, toy_split, "valid", ks=(10,)).means["ndcg@10"]
     assert again == pytest.approx(result.best_valid)
     assert not model.training
+
+
+def test_min_epochs_defers_early_stopping(toy_split: Split) -> None:
+    model = drift_model(toy_split)  # validation gets worse from the first epoch on
+    result = fit(model, toy_split, quick(epochs=20, lr=0.5, patience=3))  # min_epochs: half
+    assert result.min_epochs == 10 and result.epochs_run == 10 and result.stopped_early
+    assert result.best_epoch == 1  # the kept epoch is still the best on validation
+    deferred = fit(
+        drift_model(toy_split), toy_split, quick(epochs=20, lr=0.5, patience=3, min_epochs=6)
+    )
+    assert deferred.epochs_run == 6 and deferred.best_epoch == 1
+
+
+def test_validation_metric_is_chosen(toy_split: Split) -> None:
+    model = drift_model(toy_split)
+    result = fit(model, toy_split, quick(epochs=2, valid_metric="Recall@20"))
+    assert result.metric == "recall@20"
+    expected = evaluate(model, toy_split, "valid", ks=(20,)).means["recall@20"]
+    assert result.best_valid == pytest.approx(expected)
+    assert result.best_valid == max(r.valid for r in result.history if r.valid is not None)
+
+
+@pytest.mark.parametrize("metric", ["ndcg", "ndcg@0", "auc@10", "recall@x"])
+def test_unknown_validation_metrics_are_refused(metric: str) -> None:
+    with pytest.raises(ReclensError, match="unknown validation metric"):
+        TrainConfig(valid_metric=metric)
 
 
 def test_eval_every_and_history(toy_split: Split) -> None:
@@ -236,6 +264,7 @@ def test_divergence_is_reported(toy_split: Split) -> None:
 # -- real data (optional) ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ease_on_movielens_100k() -> None:
     """EASE on ml-100k, random 8:1:1 split: skipped unless $RECLENS_DATA holds ml-100k."""
     loaders = pytest.importorskip("data.loaders")
