@@ -18,7 +18,16 @@ from panel.theme.fast import Fast
 from app.dashboard.engine_service import EngineService
 from app.dashboard.export import export_button
 from app.dashboard.state import TABS, Selection
-from app.dashboard.views.common import TabView, error_pane, friendly
+from app.dashboard.views.common import (
+    MessagePane,
+    TabView,
+    error_pane,
+    friendly,
+    hide_paths,
+    markdown,
+    md,
+    multichoice_label,
+)
 from app.dashboard.views.diffusion import DiffusionView
 from app.dashboard.views.embeddings import EmbeddingsView
 from app.dashboard.views.explain import ExplainView
@@ -96,8 +105,8 @@ class Page:
         self.state.param.watch(self._on_run, "run")
         self.state.param.watch(self._on_user, "user")
         self.state.param.watch(self._on_dataset, "dataset")
-        self.message = pn.pane.Alert(
-            self.state.message,
+        self.message = MessagePane(
+            hide_paths(self.state.message),
             alert_type="warning",
             visible=bool(self.state.message),
             sizing_mode="stretch_width",
@@ -120,14 +129,14 @@ class Page:
         run = args.get("run", "")
         if run and run not in runs:
             problems.append(
-                f"Run {run!r} is not in the runs folder {self.service.runs_root}; showing the "
-                "newest run instead. Pick one in the sidebar, or train one with `reclens demo`."
+                f"Run {run!r} is not in the runs folder; showing the newest run instead. Pick "
+                "one in the sidebar, or train one with reclens demo."
             )
             run = ""
         if not runs:
             problems.append(
-                f"There are no runs in {self.service.runs_root} yet: start one in the training "
-                "panel below, or run `reclens demo` (trains the default models, then serves)."
+                "There are no runs in the runs folder yet: start one in the training panel "
+                "below, or run reclens demo (trains the default models, then serves)."
             )
         if not run and runs:
             wanted = [r for r in self.service.run_ids(dataset)] if dataset else runs
@@ -185,7 +194,7 @@ class Page:
         if st.run in self.run_select.options.values():
             self.run_select.value = st.run
         self.compare = pn.widgets.MultiChoice(
-            label="Compare with", options=self._run_options(exclude=st.run), value=[]
+            label="Compare with", options=self._compare_options(exclude=st.run), value=[]
         )
         self.user_input = pn.widgets.AutocompleteInput(
             label="User id",
@@ -240,6 +249,10 @@ class Page:
             options[label] = rid
         return options
 
+    def _compare_options(self, exclude: str) -> dict[str, str]:
+        """Run options of the Compare box (a MultiChoice renders its labels as HTML)."""
+        return {multichoice_label(k): v for k, v in self._run_options(exclude).items()}
+
     def _user_options(self) -> list[str]:
         if not self.state.run:
             return []
@@ -281,7 +294,7 @@ class Page:
             self.run_select.options = self._run_options()
         if run in self.run_select.options.values() and self.run_select.value != run:
             self.run_select.value = run
-        self.compare.options = self._run_options(exclude=run)
+        self.compare.options = self._compare_options(exclude=run)
         self.compare.value = [r for r in self.compare.value if r != run]
         self.user_input.options = self._user_options()
         self.title_input.options = self._title_options()
@@ -331,7 +344,7 @@ class Page:
             self.state.user = str(event.new)
 
     def _on_message(self, event: Any) -> None:
-        self.message.object = event.new
+        self.message.object = hide_paths(event.new)
         self.message.visible = bool(event.new)
 
     # -- page ------------------------------------------------------------------------------
@@ -359,9 +372,11 @@ class Page:
             self.k_slider,
             pn.layout.Divider(),
             export_button(self.service, self.state),
-            pn.pane.Markdown(
-                "<small>Selecting a user or item anywhere selects it in every tab. The page "
-                "address keeps the view: copy it to share.</small>"
+            markdown(
+                md(
+                    "<small>Selecting a user or item anywhere selects it in every tab. The page "
+                    "address keeps the view: copy it to share.</small>"
+                )
             ),
         ]
         return pn.template.FastListTemplate(
@@ -411,7 +426,7 @@ def create_app(service: EngineService) -> pn.viewable.Viewable:
     except Exception as err:  # noqa: BLE001 - never a blank page
         log.exception("cannot build the page")
         return pn.Column(
-            pn.pane.Markdown("# RecLens"),
+            markdown(md("# RecLens")),
             error_pane(err),
             friendly("Check the runs folder, or start again with `reclens demo`.", "info"),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import logging
 import tempfile
@@ -16,6 +17,7 @@ from app.dashboard.engine_service import EngineService
 from app.dashboard.plots import diffusion as diffusion_plots
 from app.dashboard.plots import explain as explain_plots
 from app.dashboard.state import Selection
+from app.dashboard.views.common import friendly, hide_paths, markdown, md
 from data.errors import ReclensError
 
 log = logging.getLogger("reclens.dashboard")
@@ -34,18 +36,24 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
         exp.attributions, exp.target, f"user {user}", model=loaded.model_name
     )
     parts: list[Any] = [
-        pn.pane.Markdown(
-            f"# RecLens \u2014 user {user}\n"
-            f"Run `{run}` ({loaded.model_name}) on {loaded.dataset.name}, top-{k}."
+        markdown(
+            md(
+                "# RecLens \u2014 user {user}\nRun {run} ({model}) on {dataset}, top-{k}.",
+                user=user,
+                run=run,
+                model=loaded.model_name,
+                dataset=loaded.dataset.name,
+                k=k,
+            )
         ),
-        pn.pane.Markdown("## Recommendations"),
+        markdown(md("## Recommendations")),
         pn.pane.DataFrame(
             recs[["rank", "title", "genres", "score", "heldout"]],
             index=False,
             sizing_mode="stretch_width",
         ),
-        pn.pane.Markdown("## Why \u201c" + exp.target + "\u201d?"),
-        pn.pane.Alert(sentence, alert_type="success"),
+        markdown(md("## Why \u201c{target}\u201d?", target=exp.target)),
+        friendly(sentence, "success"),
         pn.pane.HoloViews(
             explain_plots.attribution_bars(exp.attributions, top=20), sizing_mode="stretch_width"
         ),
@@ -64,11 +72,11 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
             )
         )
     except ReclensError as err:
-        parts.append(pn.pane.Markdown(f"*Fidelity curves unavailable: {err}*"))
+        parts.append(markdown(md("*Fidelity curves unavailable: {err}*", err=hide_paths(str(err)))))
     holomap = diffusion_holomap(service, state)
     if holomap is not None:
         parts += [
-            pn.pane.Markdown("## Diffusion reverse process"),
+            markdown(md("## Diffusion reverse process")),
             pn.panel(holomap, widget_location="bottom"),
         ]
     return pn.Column(*parts, sizing_mode="stretch_width")
@@ -117,7 +125,9 @@ def export_button(service: EngineService, state: Selection) -> pn.widgets.FileDo
             return export_html(service, state)
         except Exception as err:  # noqa: BLE001 - a failed export must not break the page
             log.exception("export failed")
-            message = f"<p>RecLens could not export this view: {err}</p>"
+            message = (
+                f"<p>RecLens could not export this view: {html.escape(hide_paths(str(err)))}</p>"
+            )
             return io.BytesIO(message.encode("utf-8"))
 
     button = pn.widgets.FileDownload(

@@ -1,14 +1,23 @@
-"""Helpers every view shares: captions, friendly error panes, guarded rendering, CSV export."""
+"""Helpers every view shares: text panes, captions, friendly error panes, guarded rendering,
+CSV export.
+
+Every Markdown or message pane of the dashboard is a :class:`TextPane` or a :class:`MessagePane`:
+they render :class:`Markup` (built by :func:`md` from the code's own template, every value
+escaped) as Markdown and anything else as plain text, so a value from a URL, a widget, a dataset
+file or a run folder is never read as HTML or Markdown.
+"""
 
 from __future__ import annotations
 
 import functools
+import html
 import io
 import logging
+import re
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import panel as pn
@@ -20,22 +29,103 @@ from data.errors import ReclensError
 
 log = logging.getLogger("reclens.dashboard")
 
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?(?:/[\w.@+,=-]+){2,}/?")
 
-def caption(text: str) -> pn.pane.Markdown:
+
+class Markup(str):
+    """Markdown that is safe to render: one of the code's own templates whose interpolated
+    values were all escaped (made only by :func:`md`)."""
+
+
+def escape_text(value: object) -> str:
+    """``value`` as Markdown that renders as exactly its text: HTML special characters become
+    entities, Markdown punctuation is backslash-escaped, line breaks become spaces."""
+    text = " ".join(str(value).splitlines())
+    return html.escape(_MARKDOWN_PUNCTUATION.sub(r"\\\1", text), quote=True)
+
+
+def md(template: str, /, **values: object) -> Markup:
+    """Markdown from ``template`` (a literal of the code, never data) with every ``{name}``
+    replaced by the escaped text of ``values[name]`` (format specs such as ``{n:,}`` apply to
+    the value first)."""
+    return Markup(template.format_map({name: _Escaped(v) for name, v in values.items()}))
+
+
+class _Escaped:
+    """A value that formats (with any format spec) to its escaped text."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return escape_text(format(self.value, spec))
+
+
+def as_markup(text: object) -> Markup:
+    """``text`` itself when it is :class:`Markup`, else its escaped plain text."""
+    if isinstance(text, Markup):
+        return text
+    return Markup(escape_text("" if text is None else text))
+
+
+class TextPane(pn.pane.Markdown):
+    """A Markdown pane that renders only :class:`Markup`; any other object is shown as text."""
+
+    priority: ClassVar[float | bool | None] = 0
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        return super()._transform_object(as_markup(obj))
+
+
+class MessagePane(pn.pane.Alert):
+    """An alert box that renders only :class:`Markup`; any other object is shown as text."""
+
+    priority: ClassVar[float | bool | None] = 0
+
+    def _transform_object(self, obj: Any) -> dict[str, Any]:
+        return super()._transform_object(as_markup(obj))
+
+
+def markdown(text: object = "", **params: Any) -> TextPane:
+    """A text pane (see :class:`TextPane`)."""
+    return TextPane(text, **params)
+
+
+def caption(text: object) -> TextPane:
     """The one-line caption under a plot: what it shows and how to read it."""
-    return pn.pane.Markdown(text, css_classes=["reclens-caption"], margin=(0, 10, 12, 10))
+    return TextPane(text, css_classes=["reclens-caption"], margin=(0, 10, 12, 10))
 
 
-def friendly(message: str, kind: str = "warning") -> pn.pane.Alert:
-    """A friendly message box in the page."""
-    return pn.pane.Alert(message, alert_type=kind, margin=(5, 10), sizing_mode="stretch_width")
+def friendly(message: object, kind: str = "warning", **params: Any) -> MessagePane:
+    """A friendly message box in the page (see :class:`MessagePane`)."""
+    params = {"margin": (5, 10), "sizing_mode": "stretch_width", **params}
+    return MessagePane(message, alert_type=kind, **params)
+
+
+def multichoice_label(text: object) -> str:
+    """An option label for a ``MultiChoice`` box, whose browser widget (Choices.js) renders
+    labels as HTML: the text with HTML special characters as entities."""
+    return html.escape(str(text), quote=True)
+
+
+def table_title(text: object) -> str:
+    """A column title for a Tabulator, whose browser widget renders titles as HTML."""
+    return html.escape(str(text), quote=True)
+
+
+def hide_paths(message: str) -> str:
+    """``message`` with file system paths replaced by ``<path>`` (the page never shows where
+    the server keeps its files; the CLI and the server log still do)."""
+    return _PATH.sub("<path>", message)
 
 
 def error_message(err: BaseException) -> tuple[str, str]:
-    """The text and alert kind shown for an exception: its one-line message for a RecLens error,
-    else a generic message (the traceback goes to the server log, never to the browser)."""
+    """The text and alert kind shown for an exception: its one-line message for a RecLens error
+    (file system paths hidden), else a generic message (the traceback goes to the server log,
+    never to the browser)."""
     if isinstance(err, ReclensError):
-        return str(err), "warning"
+        return hide_paths(str(err)), "warning"
     log.error("dashboard error: %s", "".join(traceback.format_exception(err)))
     return (
         f"Something went wrong while drawing this part ({type(err).__name__}). The server log has "
@@ -44,7 +134,7 @@ def error_message(err: BaseException) -> tuple[str, str]:
     )
 
 
-def error_pane(err: BaseException) -> pn.pane.Alert:
+def error_pane(err: BaseException) -> MessagePane:
     """A message box for an exception (see :func:`error_message`)."""
     return friendly(*error_message(err))
 
@@ -65,7 +155,7 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def no_selection(what: str) -> pn.pane.Alert:
+def no_selection(what: object) -> MessagePane:
     """The message shown before something is selected."""
     return friendly(what, "info")
 
@@ -110,9 +200,7 @@ class Slot:
 
     def __init__(self, *content: Any) -> None:
         self.body = pn.Column(*content, sizing_mode="stretch_width", margin=0)
-        self.message = pn.pane.Alert(
-            "", alert_type="info", visible=False, margin=(5, 10), sizing_mode="stretch_width"
-        )
+        self.message = friendly("", "info", visible=False)
         self.layout = pn.Column(self.body, self.message, sizing_mode="stretch_width", margin=0)
 
     def show(self) -> None:
@@ -122,7 +210,7 @@ class Slot:
         if self.message.visible:
             self.message.visible = False
 
-    def say(self, text: str, kind: str = "info") -> None:
+    def say(self, text: object, kind: str = "info") -> None:
         """Show ``text`` in the message box instead of the body."""
         if self.body.visible:
             self.body.visible = False
@@ -139,7 +227,7 @@ class Slot:
         try:
             method()
         except Message as msg:
-            self.say(str(msg), "info")
+            self.say(msg.text, "info")
         except Exception as err:  # noqa: BLE001 - shown as a message in place of the body
             self.fail(err)
         else:
@@ -151,6 +239,10 @@ class Slot:
 
 class Message(Exception):
     """Raised by a :meth:`Slot.fill` method to show an informative message (not an error)."""
+
+    def __init__(self, text: object) -> None:
+        super().__init__(str(text))
+        self.text = text
 
 
 def hv_pane(obj: Any, height: int | None = None) -> pn.pane.HoloViews:

@@ -16,7 +16,16 @@ import panel as pn
 import param
 
 from app.dashboard.plots import diffusion as plots
-from app.dashboard.views.common import TabView, caption, guarded, hv_pane, live, no_selection
+from app.dashboard.views.common import (
+    TabView,
+    caption,
+    guarded,
+    hv_pane,
+    live,
+    markdown,
+    md,
+    no_selection,
+)
 
 SHAPES: tuple[str, ...] = ("moons", "spiral", "circle", "smiley", "item map")
 
@@ -176,8 +185,8 @@ class DiffusionView(TabView):
                     sizing_mode="stretch_width",
                 ),
                 pn.Column(
-                    pn.pane.Markdown(
-                        "**Top-K at this step** (move: rank change since the previous step)"
+                    markdown(
+                        md("**Top-K at this step** (move: rank change since the previous step)")
                     ),
                     self._topk,
                     sizing_mode="stretch_width",
@@ -265,11 +274,11 @@ class DiffusionView(TabView):
             pn.widgets.IntSlider.from_param(self.param.toy_steps, label="Steps", width=200),
         )
         return pn.Column(
-            pn.pane.Markdown("### DiffRec: how the recommendation emerges, step by step"),
+            markdown(md("### DiffRec: how the recommendation emerges, step by step")),
             fan,
             live(self.trajectory_panel),
             pn.layout.Divider(),
-            pn.pane.Markdown("### Teaching diffusion in 2-D"),
+            markdown(md("### Teaching diffusion in 2-D")),
             toy_controls,
             live(self.toy_panel),
             sizing_mode="stretch_width",

@@ -19,6 +19,8 @@ from app.dashboard.views.common import (
     guarded,
     hv_pane,
     live,
+    markdown,
+    md,
     no_selection,
 )
 
@@ -209,7 +211,9 @@ class EmbeddingsView(TabView):
         title = loaded.items["title"].iloc[loaded.item_index(self.state.item)]
         frame = frame.assign(similarity=frame["similarity"].round(4))
         return pn.Column(
-            pn.pane.Markdown(f"**Nearest to \u201c{title}\u201d** (cosine of item embeddings)"),
+            markdown(
+                md("**Nearest to \u201c{title}\u201d** (cosine of item embeddings)", title=title)
+            ),
             pn.widgets.Tabulator(
                 frame, disabled=True, show_index=False, sizing_mode="stretch_width", height=300
             ),

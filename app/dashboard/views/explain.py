@@ -27,6 +27,10 @@ from app.dashboard.views.common import (
     caption,
     csv_download,
     friendly,
+    markdown,
+    md,
+    multichoice_label,
+    table_title,
 )
 from app.dashboard.views.explain_fidelity import FidelitySection
 from app.dashboard.views.explain_section import ExplanationSection
@@ -155,7 +159,7 @@ class ExplainView(TabView):
             try:
                 loaded = self.service.load(self.state.run)
                 self._editor.options = {
-                    f"{t} [{i}]": i
+                    multichoice_label(f"{t} [{i}]"): i
                     for i, t in zip(loaded.items["id"], loaded.items["title"], strict=True)
                 }
             except Exception:  # noqa: BLE001
@@ -201,7 +205,7 @@ class ExplainView(TabView):
     # -- panels ----------------------------------------------------------------------------
     def _build_lists(self) -> None:
         """History, top-K and comparison: components built once, filled by the panel methods."""
-        self._history_md = pn.pane.Markdown("")
+        self._history_md = markdown()
         # Read-only rows: a scrolling HTML table draws much faster than a Tabulator.
         self._history_table = pn.pane.DataFrame(
             pd.DataFrame({"title": [], "genres": [], "popularity": []}),
@@ -211,7 +215,7 @@ class ExplainView(TabView):
             justify="left",
             styles={"overflow-y": "auto"},
         )
-        self._edit_note = pn.pane.Markdown("")
+        self._edit_note = markdown()
         self._editor_box = pn.Column(
             self._editor,
             pn.Row(self._edit_note, self._reset),
@@ -219,7 +223,7 @@ class ExplainView(TabView):
             visible=False,
         )
         self._history_slot = Slot(self._history_md, self._history_table, self._editor_box)
-        self._recs_md = pn.pane.Markdown("")
+        self._recs_md = markdown()
         self._gone = friendly("", "info")
         self._gone.visible = False
         self._recs_slot = Slot(
@@ -227,8 +231,10 @@ class ExplainView(TabView):
             self._recs_table,
             self._gone,
             caption(
-                "Recommendations with the model's score; *hit* marks items the user really "
-                "interacted with in the held-out test part."
+                md(
+                    "Recommendations with the model's score; *hit* marks items the user really "
+                    "interacted with in the held-out test part."
+                )
             ),
         )
         self._compare_frame = pd.DataFrame()
@@ -249,11 +255,15 @@ class ExplainView(TabView):
             kept = set(self.edited)
             added = [i for i in self.edited if i not in original]
             removed = [i for i in hist["id"] if i not in kept]
-            self._edit_note.object = (
-                f"**Edited history:** {len(removed)} removed, {len(added)} added"
+            self._edit_note.object = md(
+                "**Edited history:** {removed} removed, {added} added",
+                removed=len(removed),
+                added=len(added),
             )
         else:
-            self._history_md.object = f"**History of user {self.state.user}** ({len(hist)} items)"
+            self._history_md.object = md(
+                "**History of user {user}** ({n} items)", user=self.state.user, n=len(hist)
+            )
             self._history_table.object = hist[["title", "genres", "popularity"]]
         self._history_md.visible = not self.whatif
         self._history_table.visible = not self.whatif
@@ -282,9 +292,11 @@ class ExplainView(TabView):
             )
             now = set(recs["id"])
             gone = [t for i, t in zip(before["id"], before["title"], strict=True) if i not in now]
-        self._recs_md.object = (
-            f"**Top-{self.state.k} for user {self.state.user}** "
-            f"({self.service.load(self.state.run).model_name}); click a row to explain it"
+        self._recs_md.object = md(
+            "**Top-{k} for user {user}** ({model}); click a row to explain it",
+            k=self.state.k,
+            user=self.state.user,
+            model=self.service.load(self.state.run).model_name,
         )
         self._recs_table.value = shown
         target = self.target()
@@ -311,7 +323,7 @@ class ExplainView(TabView):
             loaded = self.service.load(run)
             if loaded.dataset.name != self.service.load(self.state.run).dataset.name:
                 continue
-            label = f"{loaded.model_name} ({run.rsplit('/', 1)[-1][-16:]})"
+            label = table_title(f"{loaded.model_name} ({run.rsplit('/', 1)[-1][-16:]})")
             lists[label] = self.service.recommend(run, self.state.user, self.state.k)[
                 "title"
             ].tolist()
@@ -322,11 +334,13 @@ class ExplainView(TabView):
                 sizing_mode="stretch_width", height=330,
             )  # fmt: skip
             self._compare_slot.body.objects = [
-                pn.pane.Markdown("**Same user, several runs**"),
+                markdown(md("**Same user, several runs**")),
                 self._compare_table,
                 caption(
-                    "Top-K lists side by side; \u2713 marks items every run recommends, "
-                    "*overlap* counts the runs holding the first run's item at that rank."
+                    md(
+                        "Top-K lists side by side; \u2713 marks items every run recommends, "
+                        "*overlap* counts the runs holding the first run's item at that rank."
+                    )
                 ),
                 csv_download(lambda: self._compare_frame, "reclens-compare.csv"),
             ]
@@ -345,7 +359,7 @@ class ExplainView(TabView):
                 sizing_mode="stretch_width",
             ),
             self.explained.layout,
-            pn.pane.Markdown("### Fidelity against other explainers", margin=(0, 10)),
+            markdown(md("### Fidelity against other explainers"), margin=(0, 10)),
             self.fidelity,
             sizing_mode="stretch_width",
         )

@@ -18,7 +18,15 @@ import param
 from panel.io import hold
 
 from app.dashboard.plots import explain as plots
-from app.dashboard.views.common import caption, csv_download, hv_pane
+from app.dashboard.views.common import (
+    caption,
+    csv_download,
+    friendly,
+    hide_paths,
+    hv_pane,
+    markdown,
+    md,
+)
 from data.errors import ReclensError
 
 if TYPE_CHECKING:
@@ -27,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reclens.dashboard")
 DEFAULT_BASELINES: tuple[str, ...] = ("ig_zero", "cosine", "random")
 """Explainers compared with SPINRec by default (cheap ones; LIME and SHAP sample and are slow)."""
-PROMPT = (
+PROMPT = md(
     "Compare SPINRec's faithfulness with other explainers: choose them above and press "
     "**Compute fidelity curves** (a few seconds; LIME and Kernel SHAP take longer)."
 )
@@ -69,7 +77,7 @@ class FidelitySection(pn.viewable.Viewer):
         self._follow = pn.widgets.Checkbox(
             label="recompute when the selection changes", value=False, width=300
         )
-        self._note = pn.pane.Markdown(PROMPT)
+        self._note = markdown(PROMPT)
         self._plots = pn.Row(sizing_mode="stretch_width")
         self._caption = caption(
             "Deletion: the target's probability as the most important history items are "
@@ -81,7 +89,7 @@ class FidelitySection(pn.viewable.Viewer):
             self._plots, self._caption, self._csv, sizing_mode="stretch_width",
             visible=False,
         )  # fmt: skip
-        self._error = pn.pane.Alert("", alert_type="warning", visible=False)
+        self._error = friendly("", "warning", visible=False, margin=5)
         self._layout = pn.Column(
             self._picker,
             pn.Row(self._button, self._follow, sizing_mode="stretch_width"),
@@ -134,7 +142,7 @@ class FidelitySection(pn.viewable.Viewer):
             self.curves = None
             self._key = ("failed",)
             self._error.object = (
-                str(err)
+                hide_paths(str(err))
                 if isinstance(err, ReclensError | NothingSelected)
                 else f"The fidelity curves could not be computed ({type(err).__name__}); "
                 "see the log."
@@ -154,8 +162,10 @@ class FidelitySection(pn.viewable.Viewer):
         self.rev += 1
         self.shown.visible = True
         shown = ", ".join(["spinrec", *[n for n in names if n != "spinrec"]])
-        self._note.object = (
-            f"Fidelity of **{shown}** for this target ({time.perf_counter() - start:.1f} s)."
+        self._note.object = md(
+            "Fidelity of **{shown}** for this target ({seconds:.1f} s).",
+            shown=shown,
+            seconds=time.perf_counter() - start,
         )
         return curves
 

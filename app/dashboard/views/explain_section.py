@@ -14,7 +14,15 @@ import param
 
 from app.dashboard.plots import explain as plots
 from app.dashboard.shaping import ExplanationView
-from app.dashboard.views.common import caption, csv_download, hv_pane
+from app.dashboard.views.common import (
+    caption,
+    csv_download,
+    friendly,
+    hide_paths,
+    hv_pane,
+    markdown,
+    md,
+)
 from app.dashboard.views.explain_fidelity import NothingSelected
 from data.errors import ReclensError
 
@@ -39,11 +47,11 @@ class ExplanationSection(pn.viewable.Viewer):
     def _build(self) -> None:
         """The explanation's components, built once; :meth:`refresh` fills them."""
         self._exp: ExplanationView | None = None
-        self._sentence = pn.pane.Alert(
-            "", alert_type="success", css_classes=["reclens-sentence"], visible=False
+        self._sentence = friendly(
+            "", "success", css_classes=["reclens-sentence"], visible=False, margin=5
         )
-        self._exp_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._baseline_md = pn.pane.Markdown("")
+        self._exp_error = friendly("", "warning", visible=False, margin=5)
+        self._baseline_md = markdown()
         # A few rows: a plain HTML table draws much faster than a Tabulator.
         self._alternatives = pn.pane.DataFrame(
             pd.DataFrame(), index=False, sizing_mode="stretch_width", height=250,
@@ -68,7 +76,7 @@ class ExplanationSection(pn.viewable.Viewer):
             if not isinstance(err, ReclensError | NothingSelected):
                 log.exception("the explanation failed")
             self._exp_error.object = (
-                str(err)
+                hide_paths(str(err))
                 if isinstance(err, ReclensError | NothingSelected)
                 else (f"The explanation could not be computed ({type(err).__name__}); see the log.")
             )
@@ -84,9 +92,10 @@ class ExplanationSection(pn.viewable.Viewer):
         if exp is self._exp:
             return  # the same explanation (e.g. only K changed): nothing to redraw
         self._exp = exp
-        self._baseline_md.object = (
-            f"**Chosen baseline:** user {exp.baseline} \u00b7 target probability "
-            f"{exp.probability:.4g}"
+        self._baseline_md.object = md(
+            "**Chosen baseline:** user {baseline} \u00b7 target probability {p:.4g}",
+            baseline=exp.baseline,
+            p=exp.probability,
         )
         alt = exp.alternatives.copy()
         alt["deletion AUC"] = alt["deletion AUC"].round(5)

@@ -14,9 +14,12 @@ from app.dashboard.views.common import (
     TabView,
     caption,
     csv_download,
+    friendly,
     guarded,
     hv_pane,
     live,
+    markdown,
+    md,
     no_selection,
 )
 from engine.beyond import METRIC_DOCS
@@ -109,21 +112,24 @@ class FairnessView(TabView):
             plots_.append(
                 pn.Column(
                     hv_pane(plots.metric_distribution(frame[metric].to_numpy(), value, metric)),
-                    pn.pane.Markdown(f"<small>{metric_doc(metric)}</small>", margin=(0, 10)),
+                    markdown(md("<small>{doc}</small>", doc=metric_doc(metric)), margin=(0, 10)),
                     sizing_mode="stretch_width",
                 )
             )
         grid = pn.GridBox(*plots_, ncols=3, sizing_mode="stretch_width")
         return pn.Column(
             pn.Row(
-                pn.pane.Markdown(
-                    f"### User {self.state.user or 'none'} against all evaluated users "
-                    f"(top-{self.state.k})"
+                markdown(
+                    md(
+                        "### User {user} against all evaluated users (top-{k})",
+                        user=self.state.user or "none",
+                        k=self.state.k,
+                    )
                 ),
                 pn.HSpacer(),
                 csv_download(self.per_user, "reclens-per-user-metrics.csv"),
             ),
-            *([pn.pane.Alert(note, alert_type="info")] if note else []),
+            *([friendly(note, "info")] if note else []),
             grid,
             caption(
                 "Grey bars: how the metric is spread over all evaluated users; the orange line is "
@@ -177,7 +183,7 @@ class FairnessView(TabView):
                 sizing_mode="stretch_width",
             ),
             pn.Row(
-                pn.pane.Markdown("### Catalogue metrics"),
+                markdown(md("### Catalogue metrics")),
                 pn.HSpacer(),
                 csv_download(self.catalogue, "reclens-catalogue-metrics.csv"),
             ),
@@ -209,8 +215,11 @@ class FairnessView(TabView):
                 pn.Column(
                     hv_pane(bars),
                     caption(
-                        f"Mean {self.group_metric} of each user group (hover for the group "
-                        "size); large differences between bars are unequal treatment."
+                        md(
+                            "Mean {metric} of each user group (hover for the group size); "
+                            "large differences between bars are unequal treatment.",
+                            metric=self.group_metric,
+                        )
                     ),
                     sizing_mode="stretch_width",
                 ),
@@ -238,7 +247,7 @@ class FairnessView(TabView):
         return pn.Column(
             live(self.user_panel),
             live(self.exposure_panel),
-            pn.pane.Markdown("### Groups of users"),
+            markdown(md("### Groups of users")),
             pn.Row(self._group_by, self._group_metric),
             live(self.group_panel),
             sizing_mode="stretch_width",

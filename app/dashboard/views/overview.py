@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,8 +16,11 @@ from app.dashboard.views.common import (
     csv_download,
     friendly,
     guarded,
+    hide_paths,
     hv_pane,
     live,
+    markdown,
+    md,
     no_selection,
 )
 
@@ -62,7 +66,7 @@ class OverviewView(TabView):
         self._cancel = pn.widgets.Button(label="\u25a0 Cancel", color="danger", width=100)
         self._cancel.disabled = True
         self._progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="primary")
-        self._status = pn.pane.Markdown("", margin=(5, 10))
+        self._status = markdown("", margin=(5, 10))
         self._start.on_click(self._on_start)
         self._cancel.on_click(self._on_cancel)
         self._poll: Any = None
@@ -108,12 +112,14 @@ class OverviewView(TabView):
         try:
             job = self.service.start_training(source, self._model.value, self._epochs.value)
         except Exception as err:  # noqa: BLE001 - shown in the panel
-            self._status.object = f"**Could not start:** {err}"
+            self._status.object = md("**Could not start:** {err}", err=hide_paths(str(err)))
             return
         self.job_id = job.id
         self._cancel.disabled = False
         self._start.disabled = True
-        self._status.object = f"Training **{job.model}** on {job.source}\u2026"
+        self._status.object = md(
+            "Training **{model}** on {source}\u2026", model=job.model, source=Path(job.source).name
+        )
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._poll = pn.state.add_periodic_callback(self._refresh_job, period=500)
 
@@ -137,7 +143,7 @@ class OverviewView(TabView):
         self._cancel.disabled = True
         self._start.disabled = False
         icon = {"done": "\u2705", "cancelled": "\u23f9", "failed": "\u26a0"}.get(job.status, "")
-        self._status.object = f"{icon} {job.message}"
+        self._status.object = f"{icon} {hide_paths(job.message)}"
         self._table.value = self.board()
         self._x.options = self._y.options = self.metric_names()
         if job.status == "done" and job.run_id:
@@ -152,16 +158,21 @@ class OverviewView(TabView):
             return no_selection("Pick or train a run to see its dataset.")
         card = self.service.dataset_card(self.state.run)
         share = card.get("top20_item_share")
-        facts = (
-            f"### {card['name']}\n"
-            f"**{card['n_users']:,}** users \u00b7 **{card['n_items']:,}** items \u00b7 "
-            f"**{card['n_interactions']:,}** interactions \u00b7 density "
-            f"**{card['density']:.2%}**"
-            + (f" \u00b7 top 20% items hold **{share:.0%}** of interactions" if share else "")
-            + f"\n\n<small>{card.get('source', '')}</small>"
+        facts = md(
+            "### {name}\n**{users:,}** users \u00b7 **{items:,}** items \u00b7 "
+            "**{interactions:,}** interactions \u00b7 density **{density:.2%}**"
+            + (" \u00b7 top 20% items hold **{share:.0%}** of interactions" if share else "")
+            + "\n\n<small>{source}</small>",
+            name=card["name"],
+            users=card["n_users"],
+            items=card["n_items"],
+            interactions=card["n_interactions"],
+            density=card["density"],
+            share=share,
+            source=hide_paths(str(card.get("source", ""))),
         )
         return pn.Column(
-            pn.pane.Markdown(facts, margin=(0, 10)),
+            markdown(facts, margin=(0, 10)),
             pn.Row(
                 pn.Column(
                     hv_pane(plots.long_tail(card["item_counts"])),
@@ -220,7 +231,7 @@ class OverviewView(TabView):
     def __panel__(self) -> pn.viewable.Viewable:
         board = pn.Column(
             pn.Row(
-                pn.pane.Markdown("### Leaderboard", margin=(0, 10)),
+                markdown(md("### Leaderboard"), margin=(0, 10)),
                 pn.HSpacer(),
                 csv_download(self.board, "reclens-leaderboard.csv"),
             ),
@@ -241,7 +252,7 @@ class OverviewView(TabView):
             sizing_mode="stretch_width",
         )
         training = pn.Column(
-            pn.pane.Markdown("### Train a model", margin=(0, 10)),
+            markdown(md("### Train a model"), margin=(0, 10)),
             pn.Row(self._model, self._epochs, self._start, self._cancel),
             pn.Row(self._progress, self._status),
             live(self.job_curves),

@@ -1,0 +1,212 @@
+"""Safe to share: nothing a link, a widget, a dataset file or a run folder holds is rendered as
+markup, the server only talks to its own pages, and a broken run never takes it down.
+
+A tiny run is trained on a CSV dataset whose user ids, titles and genres are markup payloads;
+pages are built around it with a payload in every URL parameter, and every rendered model of
+the page is searched for an element the payload would create. The server tests start the real
+server in a subprocess and send forged requests.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.dashboard.app import Page, load_extensions
+from app.dashboard.engine_service import EngineService
+from app.dashboard.views.common import (
+    TextPane,
+    error_message,
+    escape_text,
+    hide_paths,
+    md,
+)
+from data.errors import ReclensError
+
+PAYLOAD = "<img src=x onerror=alert(1)>"
+TITLE = "<script>alert(2)</script><b>Bold</b> [x](javascript:alert(3))"
+GENRE = "<i onmouseover=alert(4)>genre</i>"
+INJECTED = re.compile(r"<(img|script|b|i|svg|iframe|a)\b", re.IGNORECASE)
+"""An element or link that one of the payloads would create if it were read as markup."""
+DASHBOARD = Path(__file__).resolve().parents[1] / "app" / "dashboard"
+
+
+def write_markup_dataset(folder: Path) -> tuple[Path, Path]:
+    """A CSV dataset (60 users, 40 items) whose first user id, first titles and a genre are
+    markup: ``interactions.csv`` and ``items.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    users = [PAYLOAD] + [f"u{k}" for k in range(1, 60)]
+    rows = ["user,item,rating,timestamp"]
+    for u, user in enumerate(users):
+        for item in rng.choice(40, size=12, replace=False):
+            rows.append(f"{user},{int(item)},{1 + (u + int(item)) % 5},{1000 + u * 40 + int(item)}")
+    (folder / "interactions.csv").write_text("\n".join(rows) + "\n")
+    items = ["item,title,genres"]
+    for i in range(40):
+        title = TITLE if i < 20 else f"Film {i}"
+        items.append(f'{i},"{title}",{GENRE if i % 2 else "Drama"}')
+    (folder / "items.csv").write_text("\n".join(items) + "\n")
+    return folder / "interactions.csv", folder / "items.csv"
+
+
+def build_markup_runs(root: Path) -> Path:
+    """An ease run on the markup dataset, in ``root/runs``."""
+    from engine.pipeline import train_run
+
+    runs = root / "runs"
+    if not (runs / ".ready").exists():
+        inter, items = write_markup_dataset(root / "markup-data")
+        train_run(
+            str(inter), "ease", device="cpu", out=runs, load_options={"items_path": str(items)}
+        )
+        (runs / ".ready").write_text("ok")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def markup_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_markup_runs(tmp_path_factory.getbasetemp() / "reclens_markup")
+
+
+@pytest.fixture(scope="module")
+def service(markup_runs: Path) -> EngineService:
+    load_extensions()
+    return EngineService(markup_runs, projection_method="pca")
+
+
+# -- the one escaping place ------------------------------------------------------------------
+def test_md_escapes_every_value_and_keeps_the_template() -> None:
+    text = md("**User {u}** has {n:,} items", u=PAYLOAD, n=12345)
+    rendered = html.unescape(TextPane(text)._transform_object(text)["object"])
+    assert "<strong>User " in rendered and "12,345" in rendered
+    assert not INJECTED.search(rendered.replace("<strong>", ""))
+    assert html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip() == (
+        f"User {PAYLOAD} has 12,345 items"
+    )
+
+
+@pytest.mark.parametrize("value", [PAYLOAD, TITLE, GENRE, "# head\n- list *em* `code` |a|b|"])
+def test_plain_text_renders_as_exactly_its_text(value: str) -> None:
+    rendered = html.unescape(TextPane(value)._transform_object(value)["object"])
+    assert not INJECTED.search(rendered)
+    shown = html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
+    assert shown == " ".join(value.splitlines())
+    assert escape_text(value).count("<") == 0
+
+
+def test_no_pane_outside_the_escaping_helpers() -> None:
+    """Markdown, HTML and Alert panes are made only in views/common.py, and every ``md``
+    template is a literal of the code (values go in as keyword arguments)."""
+    offenders = []
+    for path in DASHBOARD.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            pane = isinstance(node, ast.Attribute) and node.attr in {"Markdown", "HTML", "Alert"}
+            if pane and path.name != "common.py":
+                offenders.append(f"{path.name}:{node.lineno} pn.pane.{node.attr}")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "md"
+                and not (node.args and _literal(node.args[0]))
+            ):
+                offenders.append(f"{path.name}:{node.lineno} md() of a non-literal template")
+    assert offenders == []
+
+
+def _literal(node: ast.expr) -> bool:
+    """A string literal, or literals joined with ``+`` and ``a if c else b``."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _literal(node.left) and _literal(node.right)
+    if isinstance(node, ast.IfExp):
+        return _literal(node.body) and _literal(node.orelse)
+    return False
+
+
+def test_page_messages_hide_server_paths() -> None:
+    err = ReclensError("no run in /srv/reclens/runs/x; see ~/.cache/reclens/y or run 'a/b'")
+    text, kind = error_message(err)
+    assert kind == "warning" and "/srv" not in text and ".cache" not in text and "'a/b'" in text
+    assert hide_paths("http://127.0.0.1:5006/a/b") == "http://127.0.0.1:5006/a/b"
+
+
+# -- pages built with payloads ---------------------------------------------------------------
+def _rendered_markup(page: Page) -> list[str]:
+    """The HTML every rendered model of ``page`` would put in the browser: Markdown and Alert
+    panes (their text, unescaped once as the browser does), MultiChoice option labels (which
+    Choices.js renders as HTML) and Tabulator column titles."""
+    from bokeh.document import Document
+    from bokeh.models import MultiChoice
+
+    doc = Document()
+    page.template()
+    for name in list(page.views):
+        page.view(name)
+    roots = [page.tabs.get_root(doc)]
+    for widget in (page.compare, page.user_input, page.title_input, page.message):
+        roots.append(widget.get_root(doc))
+    out = []
+    for root in roots:
+        for model in root.references():
+            if hasattr(model, "text") and isinstance(model.text, str):
+                out.append(html.unescape(model.text))
+            if isinstance(model, MultiChoice):
+                out += [str(o[1] if isinstance(o, tuple) else o) for o in model.options]
+            if type(model).__name__ == "DataTabulator":
+                out += [str(c.title) for c in model.columns]
+    return out
+
+
+@pytest.mark.parametrize("field", ["user", "run", "item", "tab", "dataset"])
+def test_payload_in_each_url_parameter_is_text(service: EngineService, field: str) -> None:
+    run = service.run_ids()[0]
+    args = {"run": run, "tab": "explain", field: PAYLOAD}
+    for tab in ("explain", "fairness", "embeddings", "overview"):
+        args["tab"] = PAYLOAD if field == "tab" else tab
+        page = Page(service, args)
+        page.view(tab)
+        markup = _rendered_markup(page)
+        assert not [m for m in markup if INJECTED.search(m)], (field, tab)
+        page.dispose()
+
+
+def test_titles_genres_and_ids_from_the_dataset_are_text(service: EngineService) -> None:
+    run = service.run_ids()[0]
+    loaded = service.load(run)
+    target = str(loaded.items["id"].iloc[0])
+    page = Page(service, {"run": run, "user": PAYLOAD, "item": target, "tab": "explain"})
+    explain = page.view("explain")
+    explain.refresh()
+    page.state.compare = [run]
+    explain.whatif = True
+    page.view("embeddings").neighbours_panel()
+    markup = _rendered_markup(page)
+    assert any("Bold" in m for m in markup)  # the titles are shown...
+    assert not [m for m in markup if INJECTED.search(m)]  # ...as text
+    labels = list(explain._editor.options)
+    assert labels and all("<" not in label for label in labels)
+    page.dispose()
+
+
+def test_export_shows_markup_as_text(service: EngineService) -> None:
+    from app.dashboard.export import export_html
+    from app.dashboard.state import Selection
+
+    run = service.run_ids()[0]
+    state = Selection(run=run, user=PAYLOAD, k=10)
+    data = export_html(service, state).getvalue().decode("utf-8")
+    assert "Bold" in data  # the titles are in the file...
+    for payload in (PAYLOAD, TITLE, GENRE, "</script>", "<b>Bold"):
+        assert payload.lower() not in data.replace("</script>\n", "").lower() or (
+            payload == "</script>"
+        )
+    # ...only as escaped text: no raw payload, not even inside the embedded JSON
+    assert PAYLOAD not in data and TITLE not in data and GENRE not in data
