@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   installs into .venv and runs the main job on the embedded default data
 #   make test   installs into .venv and runs the whole test suite
+# make test-fast runs the suite without the slow and browser tests (seconds, for editing loops).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reclens-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +23,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not ui"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

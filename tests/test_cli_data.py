@@ -18,6 +18,7 @@ from app.cli_data import add_source_options, load_from_args
 from data import download
 
 
+@pytest.mark.slow
 def test_info_json_on_real_ml100k_through_console_script(ml100k_dir: Path) -> None:
     env = {**os.environ, "RECLENS_DATA": str(ml100k_dir.parent)}
     script = Path(sys.executable).with_name("reclens")

@@ -343,6 +343,7 @@ def test_session_dispose_drops_caches(dash: Page) -> None:
     assert not view._cache_recs
 
 
+@pytest.mark.slow
 def test_csv_export_and_html_export(dash: Page, service: EngineService) -> None:
     from app.dashboard.export import diffusion_holomap, export_html
 
@@ -395,6 +396,7 @@ def _live_pages() -> int:
     return sum(isinstance(o, Page) for o in gc.get_objects())
 
 
+@pytest.mark.slow
 def test_closed_session_frees_its_page(service: EngineService) -> None:
     """A real server session (a Bokeh client instead of a browser): once it closes, nothing
     process-wide keeps its page, so the server's memory can go back down."""

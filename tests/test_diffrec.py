@@ -200,6 +200,7 @@ def test_hparams_and_defaults() -> None:
     torch.testing.assert_close(model.eval()(x), other.eval()(x))
 
 
+@pytest.mark.slow
 def test_training_on_synthetic_data_beats_the_untrained_model() -> None:
     ds = generate(n_users=200, n_items=120, n_interactions=4000, seed=1)
     parts = split(ds, "random", seed=0)
