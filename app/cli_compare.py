@@ -23,6 +23,7 @@ import math
 from itertools import combinations
 from pathlib import Path
 
+from app.cli_data import seed_type
 from data.errors import ReclensError
 from engine.runs import PER_USER, RunSummary, list_runs, read_table, runs_root
 from engine.stats import CI_METHODS, DEFAULT_BOOT, TESTS, Comparison, align_users, compare_many
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-boot", type=int, default=DEFAULT_BOOT, help=f"bootstrap resamples ({DEFAULT_BOOT})"
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="bootstrap seed (0)")
     parser.add_argument(
         "--runs-dir", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)"
     )

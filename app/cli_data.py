@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
 
 from data.dataset import Dataset
 from data.download import check_name, fetch
@@ -20,6 +22,42 @@ SOURCE_HELP = (
     "(MovieLens, RecBole atomic files, pre-split train/test) or a file "
     "(.csv, .tsv, .parquet, .inter, MovieLens .zip)"
 )
+
+
+SEED_MAX = 2**32 - 1
+"""Largest seed every generator takes (NumPy, PyTorch and Python's ``random`` alike)."""
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range (must be {bound})")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (no nan, no infinity)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+seed_type = int_in(0, SEED_MAX)
+"""An argparse type for ``--seed``: 0 .. 2**32-1."""
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from app.cli_data import SOURCE_HELP
+from app.cli_data import SOURCE_HELP, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
 from data.errors import ReclensError
 from engine.device import resolve_device
@@ -70,11 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--users", type=int, metavar="N", help="test users to explain, sampled (default: all)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="split, training, sampling seed (0)")
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="split, training, sampling seed (0)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
     parser.add_argument("--runs", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)")
     parser.add_argument("--out", metavar="FILE", help="write all per-user results to this Parquet")
-    parser.add_argument("--epochs", type=int, help="most training epochs when training")
+    parser.add_argument("--epochs", type=int_in(1), help="most training epochs when training")
     parser.add_argument("--kappa", type=int, default=16, help="SPINRec baselines (16)")
     parser.add_argument("--steps", type=int, default=16, help="SPINRec/IG path steps J (16)")
     parser.add_argument(

@@ -22,7 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.cli_data import SOURCE_HELP, add_column_options
+from app.cli_data import SOURCE_HELP, add_column_options, finite_float, int_in, seed_type
 from data.errors import ReclensError
 from engine import presets, registry
 from engine.pipeline import KS, RunResult, train_run
@@ -58,9 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAMES",
         help=f"comma-separated model names, or all ({', '.join(registry.model_names())})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed (0)")
+    parser.add_argument("--seed", type=seed_type, default=0, help="split and training seed (0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
-    parser.add_argument("--epochs", type=int, help="most training epochs (model default)")
+    parser.add_argument("--epochs", type=int_in(1), help="most training epochs (model default)")
     parser.add_argument("--out", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)")
     selection = parser.add_argument_group("model selection (on the validation part)")
     selection.add_argument(
@@ -85,9 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("random", "temporal", "strong", "given"),
         help="split protocol (random: per-user 8:1:1 as RecBole)",
     )
-    data.add_argument("--threshold", type=float, help="keep ratings >= this value")
-    data.add_argument("--min-user-interactions", type=int, default=0, metavar="N")
-    data.add_argument("--min-item-interactions", type=int, default=0, metavar="N")
+    data.add_argument("--threshold", type=finite_float, help="keep ratings >= this value")
+    data.add_argument("--min-user-interactions", type=int_in(0), default=0, metavar="N")
+    data.add_argument("--min-item-interactions", type=int_in(0), default=0, metavar="N")
     data.add_argument(
         "--data-option",
         action="append",
@@ -255,6 +255,8 @@ def format_leaderboard(results: list[RunResult]) -> str:
         f"dataset {first.dataset}, seed {first.seed}, test users {first.per_user.height}, "
         f"K in {', '.join(map(str, KS))}"
     )
+    for note in dict.fromkeys(note for r in results for note in r.notes):
+        lines.append(f"note: {note}")
     for r in results:
         if r.run_dir is not None:
             lines.append(f"{r.model}: {r.run_dir}")

@@ -56,6 +56,9 @@ LAYOUT_FILES = {
     "latest": ("ratings.csv", "movies.csv"),
 }
 _SEP = "\x1f"  # stands in for "::", which polars cannot split on
+MAX_MEMBER_BYTES = 1 << 30
+"""Largest uncompressed size of one archive member read (ml-25m's ratings.csv is 0.68 GB); a
+larger one (a zip bomb: megabytes that unpack to gigabytes) is refused before it is read."""
 
 
 class MovieLensFiles:
@@ -125,12 +128,30 @@ class MovieLensFiles:
         member = self._members[name]
         try:
             if self._zip is not None:
-                return self._zip.read(member)
+                return self._read_member(self._zip, name, member)
             return (self.path / member).read_bytes()
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
             raise DataError(
                 f"{self.label(name)}: cannot read it (truncated or corrupt: {err})"
             ) from None
+
+    def _read_member(self, archive: zipfile.ZipFile, name: str, member: str) -> bytes:
+        """An archive member's bytes, refused past :data:`MAX_MEMBER_BYTES` (as declared in the
+        archive or, should the declaration lie, as it unpacks)."""
+        declared = archive.getinfo(member).file_size
+        limit = MAX_MEMBER_BYTES
+        if declared > limit:
+            raise DataError(
+                f"{self.label(name)}: unpacks to {declared} bytes, more than the {limit} a "
+                "member may hold (a damaged or malicious archive?)"
+            )
+        with archive.open(member) as handle:
+            data = handle.read(limit + 1)
+        if len(data) > limit:
+            raise DataError(
+                f"{self.label(name)}: unpacks to more than the {limit} bytes a member may hold"
+            )
+        return data
 
     def layout(self) -> str | None:
         """``"100k"``, ``"1m"`` or ``"latest"``, by the files present; ``None`` otherwise."""

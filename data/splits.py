@@ -39,7 +39,8 @@ class Split:
     ``train``, ``valid``, ``test``: binary CSR [n_users, n_items] float32. A user's ``train`` row
     is the history the models see as input when scoring that user (for ``strong``, held-out
     users' rows hold their fold-in part). ``fit_users``: int64 [n_fit], the users whose train
-    rows models are fitted on.
+    rows models are fitted on. ``notes``: what the user should know about the split (users a
+    given split leaves out of evaluation, and why).
     """
 
     train: sp.csr_matrix
@@ -49,6 +50,7 @@ class Split:
     seed: int
     ratios: tuple[float, ...]
     fit_users: np.ndarray
+    notes: tuple[str, ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -91,6 +93,8 @@ def split(
     fold_in: float = 0.8,
 ) -> Split:
     """Split ``ds`` by ``protocol`` (see the module docstring); deterministic for a seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise DataError(f"split seed must be an integer in 0..{2**32 - 1}, got {seed!r}")
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown split protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6 or ratios[0] <= 0:
@@ -179,11 +183,31 @@ def _given(ds: Dataset, seed: int) -> Split:
     mats = [
         to_csr(ds.parts.get(k, empty), ds.n_users, ds.n_items) for k in ("train", "valid", "test")
     ]
+    listed = np.diff(mats[2].indptr) > 0
     # An item a user has in train is not also a target for that user.
     mats[1] = _minus(mats[1], mats[0])
     mats[2] = _minus(mats[2], mats[0] + mats[1])
-    fit_users = np.flatnonzero(np.diff(mats[0].indptr) > 0).astype(np.int64)
-    return Split(*mats, protocol="given", seed=seed, ratios=(), fit_users=fit_users)
+    has_train = np.diff(mats[0].indptr) > 0
+    no_train = int((listed & ~has_train).sum())
+    no_target = int((listed & has_train & (np.diff(mats[2].indptr) == 0)).sum())
+    reasons = [
+        f"{n} {why}"
+        for n, why in (
+            (no_train, "have no training items"),
+            (no_target, "have only test items that are also training or validation items"),
+        )
+        if n
+    ]
+    notes = (
+        (
+            f"{no_train + no_target} of {int(listed.sum())} test users are not evaluated: "
+            f"{'; '.join(reasons)}",
+        )
+        if reasons
+        else ()
+    )
+    fit_users = np.flatnonzero(has_train).astype(np.int64)
+    return Split(*mats, protocol="given", seed=seed, ratios=(), fit_users=fit_users, notes=notes)
 
 
 def _minus(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:

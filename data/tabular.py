@@ -229,7 +229,8 @@ def to_ids(series: pl.Series, ref: TableRef, column: str, role: str) -> pl.Serie
         raise DataError(f"{ref.at(row, column)}: missing {role} id")
     dtype = series.dtype
     if dtype.is_integer():
-        return series.cast(pl.Int64)
+        as_int = series.cast(pl.Int64, strict=False)
+        return as_int if not as_int.null_count() else series.cast(pl.String)  # past 64 bits
     if dtype.is_float():
         whole = series.is_finite().all() and (series.round(0) == series).all()
         return series.cast(pl.Int64) if whole else series.cast(pl.String)
@@ -265,11 +266,12 @@ def to_float(series: pl.Series, ref: TableRef, column: str) -> pl.Series:
     else:
         raise DataError(f"{ref.label}: column '{column}' holds {dtype}, not numbers")
     row = first_bad_row(series, out)
-    if row is None:
-        nan = out.is_nan().fill_null(False).arg_true()
-        row = int(nan[0]) if nan.len() else None
     if row is not None:
         raise DataError(f"{ref.at(row, column)}: {series[row]!r} is not a number")
+    bad = (~out.is_finite()).fill_null(False).arg_true()
+    if bad.len():
+        row = int(bad[0])
+        raise DataError(f"{ref.at(row, column)}: {series[row]!r} is not a finite number")
     return out
 
 
@@ -277,7 +279,8 @@ def to_seconds(series: pl.Series, ref: TableRef, column: str) -> pl.Series:
     """Int64 Unix seconds from integers, floats, datetimes, dates or date/number strings."""
     dtype = series.dtype
     if dtype.is_integer():
-        return series.cast(pl.Int64)
+        as_int = series.cast(pl.Int64, strict=False)
+        return as_int if not as_int.null_count() else series.cast(pl.String)  # past 64 bits
     if dtype.is_float():
         return to_float(series, ref, column).round(0).cast(pl.Int64)
     if isinstance(dtype, pl.Datetime):

@@ -69,8 +69,10 @@ def top_k(
     """Top-``k`` items and their scores for ``users``: two arrays [len(users), k].
 
     ``history`` rows are the model's input; ``mask`` rows (default: the history) are excluded.
+    With fewer than ``k`` items, ``k`` is capped at the number of items.
     """
     mask = history if mask is None else mask
+    k = min(int(k), history.shape[1])
     device = model.device
     items, scores = [], []
     for chunk in batches(users, batch_size):
@@ -118,12 +120,17 @@ def evaluate(
     ks: tuple[int, ...] = (10, 20),
     batch_size: int = 512,
 ) -> EvalResult:
-    """Full-ranking metrics of ``model`` on ``split``'s ``part`` (valid or test)."""
+    """Full-ranking metrics of ``model`` on ``split``'s ``part`` (valid or test).
+
+    With fewer items than a K, the list at K holds every item and its remaining places count
+    as misses (as masked items do), so the metrics at that K keep their definitions.
+    """
     target = split.target(part)
     users = split.eval_users(part)
     items, _ = top_k(model, split.train, users, max(ks), split.mask(part), batch_size)
     n_relevant = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float64))
     hits = torch.from_numpy(np.asarray(target[users[:, None], items].todense(), dtype=np.float64))
+    hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
     values = ranking_metrics(hits, n_relevant, tuple(ks))
     per_user = pl.DataFrame(
         {"user": users.astype(np.int64), **{m: v.numpy() for m, v in values.items()}}

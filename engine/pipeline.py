@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -40,7 +41,7 @@ from engine.contract import Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
 from engine.run_config import DatasetSpec, RunConfig, SplitSpec
-from engine.runs import Run, fingerprint, library_versions, save_run, with_model
+from engine.runs import Run, fingerprint, library_versions, runs_root, save_run, with_model
 from engine.train import EpochReport, TrainResult, fit
 
 KS: tuple[int, ...] = (10, 20)
@@ -68,8 +69,9 @@ class RunResult:
     ``split``, ``fit``, ``evaluate``, ``total`` (see the module docstring) and ``save``;
     ``run_dir``: the saved run folder (None with ``save=False``); ``history``: one
     :class:`~engine.train.EpochReport` per epoch; ``recommender``: the trained model (eval
-    mode); ``config``: what ``config.json`` holds. A saved run also holds its beyond-accuracy
-    metrics at K=10 (:func:`engine.beyond.store`), whoever trained it.
+    mode); ``config``: what ``config.json`` holds; ``notes``: what the user should know about
+    the evaluation (lists capped at a small catalogue's size). A saved run also holds its
+    beyond-accuracy metrics at K=10 (:func:`engine.beyond.store`), whoever trained it.
     """
 
     model: str
@@ -86,6 +88,7 @@ class RunResult:
     device: str = "cpu"
     recommender: Recommender | None = field(default=None, repr=False)
     config: RunConfig | None = field(default=None, repr=False)
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict: model, dataset, seed, metrics, valid, seconds, run_dir, epochs."""
@@ -100,6 +103,7 @@ class RunResult:
             "best_epoch": self.best_epoch,
             "epochs_run": self.epochs_run,
             "device": self.device,
+            "notes": self.notes,
         }
 
 
@@ -243,9 +247,16 @@ def train_run(
         overrides["epochs"] = int(epochs)
     config = registry.train_config(name, **overrides)
 
+    if save:
+        check_writable(out)
     prepared, parts, seconds = build_data(
         spec, prep, protocol, int(seed), source if isinstance(source, Dataset) else None
     )
+    if not len(parts.eval_users("test")):
+        raise ReclensError(
+            f"{prepared.name}: no test user can be evaluated (each needs a test item and a "
+            f"training item){': ' + '; '.join(parts.notes) if parts.notes else ''}"
+        )
     _check_cancel(cancel, name)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=_cuda_indices(torch_device)):
@@ -295,6 +306,7 @@ def train_run(
         device=str(torch_device),
         recommender=recommender,
         config=run_config,
+        notes=[*parts.notes, *capped_notes(int(prepared.n_items))],
     )
     if save:
         save_start = time.perf_counter()
@@ -326,7 +338,32 @@ def _metrics_record(result: RunResult, trained: TrainResult) -> dict[str, Any]:
         "epochs_run": trained.epochs_run,
         "stopped_early": trained.stopped_early,
         "history": [asdict(report) for report in trained.history],
+        "notes": result.notes,
     }
+
+
+def capped_notes(n_items: int, ks: tuple[int, ...] = KS) -> list[str]:
+    """A note when the catalogue is smaller than a K evaluated (its lists hold every item)."""
+    over = [k for k in ks if k > n_items]
+    if not over:
+        return []
+    return [
+        f"the dataset has {n_items} items, fewer than K={', '.join(map(str, over))}: those "
+        f"lists are capped at {n_items} items (the missing places count as misses)"
+    ]
+
+
+def check_writable(out: str | Path | None) -> None:
+    """Fail before training when the runs root ``out`` (default ``$RECLENS_HOME/runs``) cannot
+    hold a run folder: it is a file, or a folder that cannot be created or written."""
+    root = Path(out).expanduser() if out is not None else runs_root()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ReclensError(f"{root}: cannot write run folders there ({reason})") from err
 
 
 def _check_cancel(cancel: threading.Event | None, name: str) -> None:

@@ -730,6 +730,12 @@ def _restore_model(
     name, hparams, n_items = config.model, config.hparams, config.n_items
     if n_items < 1:
         raise RunError(f"{cfg_path}: n_items must be a positive integer, got {n_items}")
+    trained_on = config.fingerprint.get("n_items")
+    if trained_on is not None and trained_on != n_items:
+        raise RunError(
+            f"{cfg_path}: n_items {n_items} does not match the shape of the training data "
+            f"({trained_on} items)"
+        )
     if factory is None:
         from engine import registry
 
@@ -738,7 +744,7 @@ def _restore_model(
         model = factory(name, n_items, **hparams)
     except ReclensError as err:
         raise RunError(f"{cfg_path}: {err}") from err
-    except (TypeError, ValueError, KeyError) as err:
+    except (TypeError, ValueError, KeyError, RuntimeError, MemoryError) as err:
         raise RunError(f"{cfg_path}: cannot rebuild model {name!r} ({_short(err)})") from err
     model_path = folder / MODEL
     try:
