@@ -21,7 +21,12 @@ registered, as runs are rebuilt), fits it briefly on a tiny random binary split
    finite, where not None;
 9. ``round trip``: the model rebuilt from its ``hparams`` after a JSON round trip (as a run's
    ``config.json`` holds them) records the same ``hparams`` and, given the state dict, scores
-   identically.
+   identically;
+10. ``shortcuts``: on random sparse histories, ``score_items(x, items)`` equals
+    ``forward(x)[:, items]`` and, where a first layer ``W`` is declared, ``forward_from_first``
+    of ``h = x W`` (summed from the rows of ``W`` at each history's items, as explainers build
+    it) and :func:`engine.contract.row_moments` equals ``forward(x)``, for all items and for a
+    few, to 1e-6 relative to the largest score.
 
 A failed check raises :class:`AssertionError` as ``model <name>: <check>: <what went wrong>``.
 """
@@ -43,11 +48,12 @@ from torch import Tensor
 from data.errors import ReclensError
 from data.splits import Split
 from engine import registry
-from engine.contract import Link, Recommender
+from engine.contract import Link, Recommender, row_moments
 from engine.train import TrainConfig, config_for, fit
 
 LINKS: tuple[str, ...] = get_args(Link)
 BATCH = 8  # histories scored by the checks
+SHORTCUT_RTOL = 1e-6  # shortcuts against forward, relative to the largest score
 
 
 def check_recommender(
@@ -91,6 +97,8 @@ def check_recommender(
             _check_embeddings(recommender, x)
         with _checking(label, "round trip"):
             _check_round_trip(cls, recommender, x)
+        with _checking(label, "shortcuts"):
+            _check_shortcuts(recommender, seed)
 
 
 def tiny_split(n_items: int = 24, n_users: int = 32, seed: int = 0) -> Split:
@@ -236,4 +244,40 @@ def _check_round_trip(cls: type[Recommender], model: Recommender, x: Tensor) -> 
     _require(
         torch.equal(clone(x), model(x)),
         "rebuilt from its hparams and state dict, it scores differently",
+    )
+
+
+def _close(got: Tensor, want: Tensor) -> bool:
+    """Whether ``got`` equals ``want`` to :data:`SHORTCUT_RTOL` of ``want``'s largest entry."""
+    scale = float(want.abs().max()) if want.numel() else 0.0
+    return got.shape == want.shape and bool((got - want).abs().max() <= SHORTCUT_RTOL * scale)
+
+
+@torch.no_grad()
+def _check_shortcuts(model: Recommender, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    x = (torch.rand((BATCH, model.n_items), generator=generator) < 0.2).float()
+    x[0] = 0.0
+    x[0, 0] = 1.0  # a one-item history
+    items = torch.randint(model.n_items, (3,), generator=generator)
+    items[1] = items[0]  # a repeated item
+    full = model(x)
+    _require(
+        _close(model.score_items(x, items), full[:, items]),
+        "score_items(x, items) differs from forward(x)[:, items]",
+    )
+    weight = model.first_layer()
+    if weight is None:
+        return
+    rows, cols = torch.nonzero(x, as_tuple=True)
+    h = weight.new_zeros((x.shape[0], weight.shape[1]))
+    h.index_add_(0, rows, weight[cols] * x[rows, cols, None])  # sparse gather of W's rows
+    moments = row_moments(x)
+    _require(
+        _close(model.forward_from_first(h, moments), full),
+        "forward_from_first(x W, moments) differs from forward(x)",
+    )
+    _require(
+        _close(model.forward_from_first(h, moments, items), full[:, items]),
+        "forward_from_first(x W, moments, items) differs from forward(x)[:, items]",
     )

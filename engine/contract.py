@@ -16,6 +16,18 @@ Each model declares:
 - its hyper-parameters, stated once: the constructor's keyword arguments after ``n_items``,
   each with its default (see :class:`Recommender`).
 
+Two optional shortcuts, exact, which explainers use when a model declares them (and fall back
+to ``forward`` otherwise):
+
+- ``score_items(x, items)``: the scores of a few items only, ``forward(x)[:, items]``, cheaper
+  where a model can score an item on its own (a dot product, one item's towers);
+- a *linear first layer*: ``first_layer()`` returns ``W`` [n_items, d] when, in eval mode,
+  the model reads ``x`` only through ``h = x W`` and the row moments
+  ``(sum_i x_i, sum_i x_i^2)`` [batch, 2] (:func:`row_moments`), and
+  ``forward_from_first(h, moments, items)`` continues from there. Along a path
+  ``b + alpha (x - b)`` then ``h = W b + alpha W (x - b)``: the first layer of every path point
+  costs two products per baseline, and gradients reach ``x`` through ``W``.
+
 :func:`engine.conformance.check_recommender` checks all of this for a model.
 """
 
@@ -84,6 +96,32 @@ class Recommender(nn.Module):
         """Scores [batch, n_items] for histories ``x`` [batch, n_items]."""
         raise NotImplementedError
 
+    def score_items(self, x: Tensor, items: Tensor) -> Tensor:
+        """Scores [batch, m] of ``items`` (long [m]) for histories ``x`` [batch, n_items].
+
+        Equal to ``forward(x)[:, items]`` (the default); with a declared first layer, in eval
+        mode, :meth:`forward_from_first` scores only ``items``.
+        """
+        weight = self.first_layer()
+        if weight is None or self.training:
+            return self(x)[:, items]
+        return self.forward_from_first(x @ weight, row_moments(x), items)
+
+    def first_layer(self) -> Tensor | None:
+        """``W`` [n_items, d] of a first layer linear in ``x``, or None (the default).
+
+        Declared only when, in eval mode, ``forward(x)`` equals
+        ``forward_from_first(x @ W, row_moments(x))``.
+        """
+        return None
+
+    def forward_from_first(
+        self, h: Tensor, moments: Tensor, items: Tensor | None = None
+    ) -> Tensor:  # pragma: no cover - abstract
+        """Scores [batch, n_items] (or [batch, m] of ``items``, long [m]) from the first
+        layer's output ``h = x W`` [batch, d] and ``moments`` [batch, 2] (eval mode)."""
+        raise NotImplementedError
+
     def probability(self, scores: Tensor) -> Tensor:
         """Apply the declared output link to ``scores`` [batch, n_items]."""
         if self.link == "softmax":
@@ -115,3 +153,8 @@ class Recommender(nn.Module):
     def loss(self, x: Tensor, ctx: LossContext) -> Tensor:  # pragma: no cover - abstract
         """Training loss (scalar) for a batch of histories ``x`` [batch, n_items]."""
         raise NotImplementedError
+
+
+def row_moments(x: Tensor) -> Tensor:
+    """``(sum_i x_i, sum_i x_i^2)`` per row: [batch, 2] for histories ``x`` [batch, n_items]."""
+    return torch.stack([x.sum(dim=1), (x * x).sum(dim=1)], dim=1)

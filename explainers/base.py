@@ -4,7 +4,11 @@ An explainer scores each item of one user's history ``x`` (float [n_items], bina
 practice) by its importance for one *target* item's probability under the model's declared
 output link (``model.probability``). It sees the model only through the contract in
 :mod:`engine.contract`: ``model(x [B, n_items]) -> scores [B, n_items]``, differentiable in
-``x``, and ``model.device``.
+``x``, and ``model.device``; and, where the model declares them, its exact shortcuts:
+``score_items`` (for pointwise links, sigmoid and identity, a target's probability depends on
+its score only) and the linear first layer (``first_layer`` / ``forward_from_first``). Every
+helper here uses them when present (:func:`row_target_probability`) and falls back to
+``forward`` otherwise.
 
 The default target is the user's top-1 recommendation outside the history.
 """
@@ -123,6 +127,88 @@ class Explainer:
         raise NotImplementedError
 
 
+# -- the model's shortcuts -------------------------------------------------------------------
+POINTWISE_LINKS: tuple[str, ...] = ("sigmoid", "identity")
+
+
+def is_pointwise(model: nn.Module) -> bool:
+    """Whether a target's probability depends only on its own score (sigmoid or identity link)
+    and the model can score a few items (``score_items``)."""
+    return getattr(model, "link", None) in POINTWISE_LINKS and callable(
+        getattr(model, "score_items", None)
+    )
+
+
+def first_layer_of(model: nn.Module) -> Tensor | None:
+    """The model's declared linear first layer ``W`` [n_items, d] (detached), or None."""
+    if getattr(model, "training", False):
+        return None
+    get = getattr(model, "first_layer", None)
+    weight = get() if callable(get) else None
+    return None if weight is None else weight.detach()
+
+
+def row_moments(x: Tensor) -> Tensor:
+    """``(sum_i x_i, sum_i x_i^2)`` per row [R, 2] of ``x`` [R, n_items] (the contract's)."""
+    return torch.stack([x.sum(dim=1), (x * x).sum(dim=1)], dim=1)
+
+
+def active_first_layer(rows: Tensor, weight: Tensor) -> Tensor:
+    """``rows @ weight`` [R, d] for ``rows`` [R, n_items], over the columns some row uses."""
+    cols = torch.nonzero(rows.detach().any(dim=0)).flatten()
+    return rows[:, cols] @ weight[cols]
+
+
+def row_target_probability(
+    model: nn.Module,
+    rows: Tensor,
+    targets: Tensor,
+    row: Tensor | None = None,
+    *,
+    dense_first: bool = False,
+) -> Tensor:
+    """Probabilities ``p_{targets[r]}(rows[row[r]])`` [R] (``row`` default: 0..R-1).
+
+    ``rows`` [Q, n_items]; ``targets``, ``row``: long [R]. Through the first layer when the
+    model declares one (over the columns the rows use, or every column with ``dense_first``, as
+    gradients in ``rows`` need), else ``score_items`` for pointwise links, else the full forward
+    pass. Pointwise links score only the distinct targets; softmax needs every logit.
+    """
+    weight = first_layer_of(model)
+    if weight is not None:
+        h = rows @ weight if dense_first else active_first_layer(rows, weight)
+        return first_target_probability(model, h, row_moments(rows), targets, row)
+    if is_pointwise(model):
+        distinct, index = torch.unique(targets, return_inverse=True)
+        scores = model.score_items(rows, distinct)
+        scores = scores if row is None else scores[row]
+        return model.probability(scores.gather(1, index[:, None])).squeeze(1)
+    return _pick_probability(model, model(rows), targets, row)
+
+
+def first_target_probability(
+    model: nn.Module, h: Tensor, moments: Tensor, targets: Tensor, row: Tensor | None = None
+) -> Tensor:
+    """:func:`row_target_probability` from the first layer's output ``h`` [Q, d] and the
+    rows' ``moments`` [Q, 2] (a model declaring ``first_layer``)."""
+    if is_pointwise(model):
+        distinct, index = torch.unique(targets, return_inverse=True)
+        scores = model.forward_from_first(h, moments, distinct)
+        scores = scores if row is None else scores[row]
+        return model.probability(scores.gather(1, index[:, None])).squeeze(1)
+    return _pick_probability(model, model.forward_from_first(h, moments), targets, row)
+
+
+def _pick_probability(
+    model: nn.Module, scores: Tensor, targets: Tensor, row: Tensor | None
+) -> Tensor:
+    """``probability(scores)[row[r], targets[r]]`` [R] from full scores [Q, n_items]."""
+    probability = model.probability(scores)
+    if row is None:
+        return probability.gather(1, targets[:, None]).squeeze(1)
+    return probability[row, targets]
+
+
 # -- helpers ---------------------------------------------------------------------------------
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
@@ -184,8 +270,8 @@ def target_probabilities(
     probs = []
     with eval_mode(model):
         for start in range(0, rows.shape[0], chunk_size):
-            p = model.probability(model(rows[start : start + chunk_size]))
-            probs.append(p.gather(1, targets[start : start + chunk_size, None]).squeeze(1))
+            stop = start + chunk_size
+            probs.append(row_target_probability(model, rows[start:stop], targets[start:stop]))
     return torch.cat(probs) if probs else rows.new_zeros(0)
 
 
@@ -219,8 +305,7 @@ def _probability_gradients(
             if inp.is_inference():
                 inp = inp.clone()
             inp.requires_grad_(True)
-            p = model.probability(model(inp))
-            p_t = p.gather(1, targets[start:stop, None]).squeeze(1)
+            p_t = row_target_probability(model, inp, targets[start:stop], dense_first=True)
             (g,) = torch.autograd.grad(p_t.sum(), inp, allow_unused=True)
             if probs is None:
                 probs = p_t.new_empty(rows.shape[0])
@@ -272,13 +357,13 @@ def _gather_probabilities(
         lo, hi = np.searchsorted(sorted_rows, [start, stop])
         if lo == hi:
             continue
-        p = model.probability(model(rows[start:stop]))
         req = torch.from_numpy(order[lo:hi]).to(device)
         r = torch.from_numpy(sorted_rows[lo:hi] - start).to(device)
         t = torch.from_numpy(tgt[order[lo:hi]]).to(device)
+        p = row_target_probability(model, rows[start:stop], t, r)
         if out is None:
             out = p.new_empty(row_index.shape[0])
-        out[req] = p[r, t]
+        out[req] = p
     return rows.new_zeros(0) if out is None else out
 
 

@@ -19,7 +19,9 @@ Fixed-length variants remove (``del@k``) or keep only (``ins@k``) exactly the to
 ``k`` = 1..5 (at most ``n``), divided by the target's probability for the full history.
 
 All edited histories of a user (for every map evaluated) go through the model in one batched
-forward pass, chunked to bound memory.
+forward pass, chunked to bound memory. A model's declared shortcuts are used (see
+:mod:`explainers.base`): the probability curves score only the target where the link is
+pointwise; the rank curves need every score, but the first layer only the columns in use.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ from torch import Tensor, nn
 from data.errors import ReclensError
 from explainers.base import (
     Explanation,
+    active_first_layer,
     as_rows,
     eval_mode,
+    first_layer_of,
     gather_probabilities,
     history_items,
     importance_order,
     model_device,
+    row_moments,
 )
 
 N_FRACTIONS = 11
@@ -123,9 +128,14 @@ def score_rows(
     """
     probs, ranks = [], []
     with eval_mode(model):
+        weight = first_layer_of(model)
         for start in range(0, rows.shape[0], chunk_size):
             end = start + chunk_size
-            s = model(rows[start:end])
+            chunk = rows[start:end]
+            if weight is None:
+                s = model(chunk)
+            else:  # ranks need every score, but the first layer only the used columns
+                s = model.forward_from_first(active_first_layer(chunk, weight), row_moments(chunk))
             t = targets[start:end, None]
             probs.append(model.probability(s).gather(1, t).squeeze(1))
             s_t = s.gather(1, t)

@@ -49,7 +49,10 @@ from explainers.base import (
     _probability_gradients,
     as_rows,
     eval_mode,
+    first_layer_of,
+    first_target_probability,
     resolve_targets,
+    row_moments,
     target_probabilities,
     user_ids,
     user_rng,
@@ -193,6 +196,9 @@ def _integrate(
     first = 0 if weights_np[0] > 0 else 1  # first alpha whose gradient is used
     mid = torch.from_numpy(alphas_np[first:j]).to(x.device, x.dtype)  # [m], alpha < 1
     weights = torch.from_numpy(weights_np).to(x.device, x.dtype)
+    weight = first_layer_of(model)
+    if weight is not None:
+        return _integrate_first(model, weight, x, baselines, targets, mid, weights, chunk_size)
     m = mid.shape[0]
     rows = _interpolated_rows(x, baselines, mid)  # [U K m + U, n]
     row_t = torch.cat([targets.repeat_interleave(k * m), targets])
@@ -204,6 +210,72 @@ def _integrate(
     mean_grad = mean_grad + weights[j] * x_g[:, None, :]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
     return mean_grad, probability, x_g
+
+
+def _integrate_first(
+    model: nn.Module,
+    weight: Tensor,
+    x: Tensor,
+    baselines: Tensor,
+    targets: Tensor,
+    mid: Tensor,
+    weights: Tensor,
+    chunk_size: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
+
+    On the path ``p = b + alpha (x - b)`` the first layer's output is ``h = A + alpha D`` with
+    ``A = b W`` and ``D = (x - b) W``, and the moments are polynomials in alpha, so only
+    ``h`` [rows, d] and the moments [rows, 2] go through the model, with gradients. Then
+    ``d p_t / d p_i = W_i . g_h + g_1 + 2 p_i g_2`` (``g_1``, ``g_2``: the moments' gradients),
+    and its quadrature-weighted mean over alpha is
+    ``W_i . G + M_1 + 2 b_i M_2 + 2 (x_i - b_i) M_2'`` with ``G``, ``M_1``, ``M_2`` the weighted
+    sums of ``g_h``, ``g_1``, ``g_2`` and ``M_2'`` that of ``alpha g_2``.
+    """
+    u, k, n = baselines.shape
+    m, j = mid.shape[0], weights.shape[0] - 1
+    d = weight.shape[1]
+    flat = baselines.reshape(u * k, n)
+    a = (flat @ weight).view(u, k, 1, d)  # b W
+    hx = x @ weight  # [U, d]
+    diff = hx[:, None, None, :] - a  # (x - b) W: [U, K, 1, d]
+    s_b, q_b = row_moments(flat).view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
+    s_x, q_x = row_moments(x).unbind(-1)  # [U]
+    bx = torch.einsum("ukn,un->uk", baselines, x)  # b . x
+    q_d = q_x[:, None] - 2 * bx + q_b  # |x - b|^2
+    al = mid[None, None, :]  # [1, 1, m]
+    first_m = s_b[..., None] + al * (s_x[:, None, None] - s_b[..., None])  # [U, K, m]
+    second_m = q_b[..., None] + 2 * al * (bx - q_b)[..., None] + al * al * q_d[..., None]
+    h = torch.cat([(a + mid[None, None, :, None] * diff).reshape(-1, d), hx])  # [U K m + U, d]
+    moments = torch.cat([torch.stack([first_m, second_m], dim=-1).reshape(-1, 2), row_moments(x)])
+    row_t = torch.cat([targets.repeat_interleave(k * m), targets])
+    probs = h.new_empty(h.shape[0])
+    g_h, g_m = torch.empty_like(h), torch.empty_like(moments)
+    with torch.enable_grad():
+        for start in range(0, h.shape[0], chunk_size):
+            stop = start + chunk_size
+            h_in = h[start:stop].detach().requires_grad_(True)
+            m_in = moments[start:stop].detach().requires_grad_(True)
+            p_t = first_target_probability(model, h_in, m_in, row_t[start:stop])
+            grads = torch.autograd.grad(p_t.sum(), (h_in, m_in), allow_unused=True)
+            g_h[start:stop] = 0.0 if grads[0] is None else grads[0]
+            g_m[start:stop] = 0.0 if grads[1] is None else grads[1]
+            probs[start:stop] = p_t.detach()
+    cut = u * k * m
+    w_mid, w_end = weights[-1 - m : j], weights[j]
+    path_gh = g_h[:cut].view(u, k, m, d)
+    path_gm = g_m[:cut].view(u, k, m, 2)
+    big_g = torch.einsum("ukmd,m->ukd", path_gh, w_mid) + w_end * g_h[cut:, None, :]
+    m_1 = torch.einsum("ukm,m->uk", path_gm[..., 0], w_mid) + w_end * g_m[cut:, None, 0]
+    m_2 = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid) + w_end * g_m[cut:, None, 1]
+    m_2a = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid * mid) + w_end * g_m[cut:, None, 1]
+    mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)
+    mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
+    mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
+    grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
+    path_p, x_p = probs[:cut].view(u, k, m), probs[cut:]
+    probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
+    return mean_grad, probability, grad_x
 
 
 def integrated_gradients(

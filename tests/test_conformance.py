@@ -105,6 +105,34 @@ class Unsaved(Linear):
         return x @ getattr(self, "fitted", self.weights)
 
 
+class WrongItems(Linear):
+    """Scores a few items off by one column."""
+
+    def score_items(self, x: Tensor, items: Tensor) -> Tensor:
+        return self(x)[:, (items + 1) % self.n_items]
+
+
+class WrongFirst(Linear):
+    """Declares its weights as a first layer but counts the history twice on that path."""
+
+    def first_layer(self) -> Tensor:
+        return self.weights
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        return 2 * h if items is None else 2 * h[:, items]
+
+
+class LinearFirst(Linear):
+    """A correct first-layer declaration."""
+
+    def first_layer(self) -> Tensor:
+        return self.weights
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        scores = self.scale * h
+        return scores if items is None else scores[:, items]
+
+
 class NaNLoss(Recommender):
     name = "nanloss"
     link = "sigmoid"
@@ -122,6 +150,35 @@ class NaNLoss(Recommender):
 
 def test_a_correct_model_passes() -> None:
     check_recommender(Linear)
+    check_recommender(LinearFirst)
+
+
+def test_every_registered_first_layer_and_score_items_match_forward() -> None:
+    """On a larger random sparse batch than the check's: both shortcuts equal ``forward``."""
+    from engine.contract import row_moments
+
+    for name in registry.model_names():
+        split = tiny_split(n_items=60, n_users=40, seed=1)
+        model = registry.create(name, 60)
+        if not model.trainable:
+            model.fit(split.train)
+        else:  # trained weights are not needed: random, larger than the initialisation
+            for p in model.parameters():
+                nn.init.normal_(p, std=0.2)
+        model.eval()
+        x = torch.from_numpy(split.train.toarray())
+        items = torch.tensor([5, 0, 59, 5])
+        with torch.no_grad():
+            full = model(x)
+            scale = float(full.abs().max())
+            assert (model.score_items(x, items) - full[:, items]).abs().max() <= 1e-6 * scale, name
+            weight = model.first_layer()
+            if weight is None:
+                continue
+            rows, cols = torch.nonzero(x, as_tuple=True)
+            h = torch.zeros(x.shape[0], weight.shape[1]).index_add_(0, rows, weight[cols])
+            got = model.forward_from_first(h, row_moments(x))
+            assert (got - full).abs().max() <= 1e-6 * scale, name
 
 
 @pytest.mark.parametrize(
@@ -137,6 +194,8 @@ def test_a_correct_model_passes() -> None:
         (Detached, "gradient"),
         (BadEmbeddings, "embeddings"),
         (Unsaved, "round trip"),
+        (WrongItems, "shortcuts"),
+        (WrongFirst, "shortcuts"),
     ],
 )
 def test_a_broken_model_fails_the_check_it_breaks(cls: type[Recommender], check: str) -> None:

@@ -278,3 +278,72 @@ def test_training_mode_is_restored_and_ignored(train):
     assert model.training and all(m.training for m in model.modules())
     np.testing.assert_array_equal(again.candidates, reference.candidates)
     np.testing.assert_array_equal(again.criterion, reference.criterion)
+
+
+# -- the model's shortcuts: the same explanations as through forward alone ------------------
+
+
+class Bare(nn.Module):
+    """A model seen through ``forward`` and its link only (every shortcut hidden)."""
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+        self.n_items = model.n_items
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def probability(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.model.probability(scores)
+
+
+def shortcut_model(name: str) -> Recommender:
+    from engine import registry
+
+    torch.manual_seed(3)
+    model = registry.create(name, N_ITEMS)
+    if name in ("mf", "neumf"):  # their initial factors (std 0.01) give near-flat scores
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["mf", "neumf", "multvae", "multdae"])
+@pytest.mark.parametrize("rule", ["right", "trapezoid"])
+def test_shortcuts_give_the_bare_models_explanations(train, name, rule):
+    """Same targets and chosen paths; maps equal up to float32 rounding, which reaches about
+    1e-6 of the largest attribution through the autoencoders' 600-wide layers (both paths
+    differ from a float64 computation by as much), hence a tolerance of 5e-6."""
+    model = shortcut_model(name)
+    tol = 5e-6
+    assert model.first_layer() is not None
+    spin = SpinRec(train, kappa=6, steps=5, rule=rule, unobserved=True, batch_users=3)
+    x = torch.from_numpy(train[2:9].toarray())
+    fast = spin.explain_batch(model, x, users=list(range(2, 9)))
+    slow = spin.explain_batch(Bare(model), x, users=list(range(2, 9)))
+    for a, b in zip(fast, slow, strict=True):
+        scale = np.abs(b.candidates).max()
+        assert a.target == b.target and a.chosen == b.chosen
+        np.testing.assert_allclose(a.candidates, b.candidates, rtol=0, atol=tol * scale)
+        np.testing.assert_allclose(a.criterion, b.criterion, rtol=tol)
+        np.testing.assert_allclose(a.path_probability, b.path_probability, rtol=tol)
+        unobserved_scale = np.abs(b.unobserved_scores).max()
+        np.testing.assert_allclose(
+            a.unobserved_scores, b.unobserved_scores, rtol=0, atol=tol * unobserved_scale
+        )
+    ig_fast = integrated_gradients(model, x[0], 3, steps=8, rule=rule)
+    ig_slow = integrated_gradients(Bare(model), x[0], 3, steps=8, rule=rule)
+    torch.testing.assert_close(ig_fast, ig_slow, rtol=0, atol=tol * float(ig_slow.abs().max()))
+
+
+@pytest.mark.parametrize("name", ["mf", "neumf", "multvae"])
+def test_shortcuts_give_the_bare_models_fidelity(train, name):
+    model = shortcut_model(name)
+    x = row(train, 3)
+    items = np.flatnonzero(x.numpy() > 0)
+    maps = np.random.default_rng(0).random((3, items.shape[0]))
+    fast = fidelity_curves(model, x, 5, maps).metrics()
+    slow = fidelity_curves(Bare(model), x, 5, maps).metrics()
+    for metric, value in slow.items():
+        np.testing.assert_allclose(fast[metric], value, rtol=1e-5, atol=1e-7, err_msg=metric)

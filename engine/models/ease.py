@@ -49,3 +49,15 @@ class EASE(Recommender):
     def forward(self, x: Tensor) -> Tensor:
         """Scores [batch, n_items] = x [batch, n_items] @ B."""
         return x @ self.weights
+
+    def score_items(self, x: Tensor, items: Tensor) -> Tensor:
+        """Scores [batch, m] of ``items`` (long [m]): x @ B[:, items]."""
+        return x @ self.weights[:, items]
+
+    def first_layer(self) -> Tensor:
+        """B [n_items, n_items]: the model is linear in x."""
+        return self.weights
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        """The scores are the first layer's output ``h = x B`` (its ``items`` columns)."""
+        return h if items is None else h[:, items]

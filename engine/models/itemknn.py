@@ -53,3 +53,15 @@ class ItemKNN(Recommender):
     def forward(self, x: Tensor) -> Tensor:
         """Scores [batch, n_items] = x [batch, n_items] @ S."""
         return x @ self.similarity
+
+    def score_items(self, x: Tensor, items: Tensor) -> Tensor:
+        """Scores [batch, m] of ``items`` (long [m]): x @ S[:, items]."""
+        return x @ self.similarity[:, items]
+
+    def first_layer(self) -> Tensor:
+        """S [n_items, n_items]: the model is linear in x."""
+        return self.similarity
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        """The scores are the first layer's output ``h = x S`` (its ``items`` columns)."""
+        return h if items is None else h[:, items]

@@ -74,6 +74,17 @@ class MF(Recommender):
         """Scores [batch, n_items] = u(x) v^T + b."""
         return self.user_embeddings(x) @ self.items.T + self.bias
 
+    def first_layer(self) -> Tensor:
+        """The history map W [n_items, dim]: the user factor reads x through x W and |x|."""
+        return self.history
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        """Scores [batch, n_items] (or [batch, m] of ``items``) from ``h = x W`` [batch, dim]."""
+        u = h / moments[:, :1].clamp(min=1.0).pow(self.alpha)
+        if items is None:
+            return u @ self.items.T + self.bias
+        return u @ self.items[items].T + self.bias[items]
+
     # -- training --------------------------------------------------------------------------
     def loss(self, x: Tensor, ctx: LossContext) -> Tensor:
         """Mean BPR loss over every (user, positive) pair of the batch ``x`` [batch, n_items].

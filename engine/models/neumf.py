@@ -104,13 +104,15 @@ class NeuMF(Recommender):
         w = self.predict.weight[0]
         return w[: self.dim], w[self.dim :]
 
-    def _first_halves(self) -> tuple[Tensor, Tensor]:
+    def _first_halves(self, items: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The first MLP layer's user half [layers[0], mlp_dim] and item pre-activations.
 
-        Item pre-activations: ``r W1v^T + b1`` [n_items, layers[0]].
+        Item pre-activations: ``r W1v^T + b1`` [n_items, layers[0]] (or [m, layers[0]] for
+        ``items``, long [m]).
         """
         w = self.mlp_first.weight
-        return w[:, : self.mlp_dim], self.mlp_items @ w[:, self.mlp_dim :].T + self.mlp_first.bias
+        r = self.mlp_items if items is None else self.mlp_items[items]
+        return w[:, : self.mlp_dim], r @ w[:, self.mlp_dim :].T + self.mlp_first.bias
 
     def _tower(self, h: Tensor) -> Tensor:
         """Rest of the MLP on first-layer pre-activations [..., layers[0]] -> [..., layers[-1]]."""
@@ -132,13 +134,28 @@ class NeuMF(Recommender):
     def forward(self, x: Tensor) -> Tensor:
         """Scores [batch, n_items]; the MLP runs over chunks of users to bound memory."""
         scale = self._scale(x.sum(dim=1, keepdim=True))  # [batch, 1]
+        return self._scores(x @ self.gmf_history / scale, x @ self.mlp_history / scale, None)
+
+    def first_layer(self) -> Tensor:
+        """[W_g, W_m] [n_items, dim + mlp_dim]: both towers read x through x W and |x|."""
+        return torch.cat([self.gmf_history, self.mlp_history], dim=1)
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        """Scores [batch, n_items] (or [batch, m] of ``items``) from ``h = x [W_g, W_m]``."""
+        u = h / self._scale(moments[:, :1])
+        return self._scores(u[:, : self.dim], u[:, self.dim :], items)
+
+    def _scores(self, g: Tensor, m: Tensor, items: Tensor | None) -> Tensor:
+        """Scores [batch, n_items] (or [batch, m] of ``items``) from the user vectors g(x) and
+        m(x); the MLP runs over chunks of users to bound memory."""
         p_g, p_m = self._fusion()
-        gmf = (x @ self.gmf_history / scale) @ (self.gmf_items * p_g).T  # [batch, n_items]
-        w_user, item_pre = self._first_halves()
-        user_pre = (x @ self.mlp_history / scale) @ w_user.T  # [batch, layers[0]]
-        chunk = max(1, CHUNK_CELLS // (self.n_items * item_pre.shape[1]))
+        q = self.gmf_items if items is None else self.gmf_items[items]
+        gmf = g @ (q * p_g).T  # [batch, n_scored]
+        w_user, item_pre = self._first_halves(items)
+        user_pre = m @ w_user.T  # [batch, layers[0]]
+        chunk = max(1, CHUNK_CELLS // (item_pre.shape[0] * item_pre.shape[1]))
         mlp = [
-            self._tower(u[:, None, :] + item_pre[None, :, :]) @ p_m  # [chunk, n_items]
+            self._tower(u[:, None, :] + item_pre[None, :, :]) @ p_m  # [chunk, n_scored]
             for u in user_pre.split(chunk)
         ]
         return gmf + torch.cat(mlp, dim=0) + self.predict.bias

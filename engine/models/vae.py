@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from data.errors import ReclensError
 from engine.contract import LossContext, Recommender
 
+NORM_EPS = 1e-12  # F.normalize's default eps
+
 
 class MultAutoencoder(Recommender):
     """The network Mult-VAE and Mult-DAE share; ``user_embeddings`` is the code [batch, latent].
@@ -84,6 +86,22 @@ class MultAutoencoder(Recommender):
         """Logits [batch, n_items] decoded from the posterior mean (no sampling)."""
         mu, _ = self.encode(x)
         return self.decode(mu)
+
+    def first_layer(self) -> Tensor:
+        """The encoder's first weight, transposed [n_items, hidden]: in eval mode the encoder
+        reads ``x`` through ``x W`` and its L2 norm (the square root of the second moment)."""
+        return self.encoder[0].weight.T
+
+    def forward_from_first(self, h: Tensor, moments: Tensor, items: Tensor | None = None) -> Tensor:
+        """Logits [batch, n_items] (or [batch, m] of ``items``) from ``h = x W`` [batch, hidden]
+        and the moments [batch, 2] of ``x`` (eval mode: no dropout)."""
+        norm = moments[:, 1:].clamp_min(NORM_EPS**2).sqrt()  # F.normalize's max(|x|, eps)
+        out = self.encoder[2](torch.tanh(h / norm + self.encoder[0].bias))
+        z = out.chunk(2, dim=1)[0] if self.variational else out
+        if items is None:
+            return self.decode(z)
+        last = self.decoder[-1]
+        return F.linear(self.decoder[1](self.decoder[0](z)), last.weight[items], last.bias[items])
 
     def user_embeddings(self, x: Tensor) -> Tensor:
         """Posterior mean [batch, latent] of histories ``x`` [batch, n_items]."""
