@@ -40,6 +40,7 @@ from torch import Tensor
 from data.errors import ReclensError
 from data.splits import Split
 from engine.contract import LossContext, Recommender
+from engine.device import ThreadGovernor
 from engine.evaluate import METRICS, dense_rows, evaluate
 
 VALID_METRIC = "ndcg@10"  # the default selection metric
@@ -187,10 +188,10 @@ def fit(
         return _fit_closed_form(model, split, train, config, callback, cancel, start)
 
     device = model.device
-    with _seeded(config.seed, device):
+    with _seeded(config.seed, device), ThreadGovernor(device) as threads:
         if config.reinit:
             _reset_parameters(model)
-        return _fit_gradient(model, split, train, config, callback, cancel, start, device)
+        return _fit_gradient(model, split, train, config, callback, cancel, start, threads)
 
 
 def _fit_closed_form(
@@ -229,8 +230,9 @@ def _fit_gradient(
     callback: Callable[[EpochReport], Any] | None,
     cancel: threading.Event | None,
     start: float,
-    device: torch.device,
+    threads: ThreadGovernor,
 ) -> TrainResult:
+    device = model.device
     users = split.fit_users[np.diff(train.indptr)[split.fit_users] > 0]
     if len(users) == 0:
         raise ReclensError(f"cannot train {model.name}: the split has no training interactions")
@@ -272,6 +274,7 @@ def _fit_gradient(
             total += value * len(batch)
             seen += len(batch)
             step += 1
+            threads.tick()  # intra-op threads: the cores other processes leave free
         if result.cancelled:
             break
 
