@@ -7,13 +7,19 @@ Examples::
                                       # there are no runs yet, then serves the dashboard
     reclens demo --dataset ml-100k    # the same on MovieLens 100K when it is available
 
-The server binds 127.0.0.1 unless ``--address`` says otherwise, and accepts websocket
-connections only from the address it serves.
+The server binds 127.0.0.1 unless ``--address`` says otherwise, and answers only requests
+addressed to the address it serves (see :mod:`app.dashboard.security`). Bound to any other
+address it warns and requires an access token (``--token``, or one generated and printed with
+the address to open); on loopback no token is needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
+import secrets
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -66,9 +72,18 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs", default=None, metavar="DIR", help="runs folder ($RECLENS_HOME/runs)"
     )
-    parser.add_argument("--port", type=int, default=5006, help="port (5006)")
+    parser.add_argument("--port", type=port_number, default=5006, help="port (5006)")
     parser.add_argument(
-        "--address", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)"
+        "--address",
+        type=ip_address,
+        default="127.0.0.1",
+        help="IP address to bind (127.0.0.1: this machine only; any other needs a token)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="access token visitors must give (?token=...) when --address is not loopback "
+        "(default: a random one, printed at start)",
     )
     parser.add_argument(
         "--projection",
@@ -84,21 +99,83 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def port_number(text: str) -> int:
+    """``--port``: an integer from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return port
+
+
+def ip_address(text: str) -> str:
+    """``--address``: an IPv4 address, or ``localhost``."""
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IPv4 address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+        ) from None
+
+
+def check_bindable(address: str, port: int) -> None:
+    """Raise a one-line :class:`ReclensError` when ``address:port`` cannot be listened on (in
+    use, or not an address of this machine), before any run is loaded."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind((address, port))
+        except OSError as err:
+            in_use = err.errno == errno.EADDRINUSE
+            reason = "is already in use" if in_use else f"cannot be used ({err.strerror})"
+            raise ReclensError(
+                f"reclens serve: {address}:{port} {reason}; pick another with --port"
+                + ("" if in_use else " or --address")
+            ) from None
+
+
+def access_token(args: argparse.Namespace) -> str | None:
+    """The token visitors must give: None on loopback, else ``--token`` or a random one."""
+    from app.dashboard.security import is_loopback
+
+    if is_loopback(args.address):
+        return args.token or None
+    print(
+        f"reclens: warning: serving on {args.address}, reachable from other machines; "
+        "visitors need the access token in the address below",
+        file=sys.stderr,
+    )
+    return args.token or secrets.token_urlsafe(18)
+
+
+def _serve(service: Any, args: argparse.Namespace) -> None:
+    from app.dashboard.server import serve
+
+    token = access_token(args)
+    _announce(service, args, token)
+    warm_projections(service)
+    serve(service, port=args.port, address=args.address, show=args.show, token=token)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the dashboard until interrupted."""
-    from app.dashboard.server import make_service, serve
+    from app.dashboard.server import make_service
 
+    check_bindable(args.address, args.port)
     service = make_service(args.runs, args.dataset, projection=args.projection)
-    _announce(service, args)
-    warm_projections(service)
-    serve(service, port=args.port, address=args.address, show=args.show)
+    _serve(service, args)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Train the default models when there are no runs of the dataset, then serve."""
-    from app.dashboard.server import make_service, serve
+    from app.dashboard.server import make_service
 
+    check_bindable(args.address, args.port)
     service = make_service(args.runs, args.dataset, projection=args.projection)
     dataset_name = _dataset_name(args.dataset)
     existing = [s for s in service.summaries(refresh=True) if s.dataset == dataset_name]
@@ -110,9 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     else:
         train_defaults(service, args.dataset, args.budget, args.quiet)
-    _announce(service, args)
-    warm_projections(service)
-    serve(service, port=args.port, address=args.address, show=args.show)
+    _serve(service, args)
     return 0
 
 
@@ -176,10 +251,17 @@ def _dataset_name(source: str) -> str:
     return Path(source).name if Path(source).exists() else source
 
 
-def _announce(service: Any, args: argparse.Namespace) -> None:
+def _announce(service: Any, args: argparse.Namespace, token: str | None) -> None:
     runs = len(service.summaries(refresh=True))
+    broken = len(service.catalogue.broken())
+    query = f"?token={token}" if token else ""
     print(
         f"reclens: serving {runs} run(s) from {service.runs_root} at "
-        f"http://{args.address}:{args.port}/ (Ctrl+C to stop)",
+        f"http://{args.address}:{args.port}/{query} (Ctrl+C to stop)",
         file=sys.stderr,
     )
+    if broken:
+        print(
+            f"reclens: {broken} broken run folder(s) left out (listed in the page)",
+            file=sys.stderr,
+        )

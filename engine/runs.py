@@ -845,10 +845,22 @@ def list_runs(root: str | Path | None = None) -> list[RunSummary]:
     they are run folders); folders without a ``.complete`` marker, hidden temporary folders and
     runs whose JSON cannot be read are left out.
     """
+    return scan_runs(root)[0]
+
+
+def scan_runs(
+    root: str | Path | None = None, check: Callable[[Path], Any] | None = None
+) -> tuple[list[RunSummary], list[tuple[Path, str]]]:
+    """The runs :func:`list_runs` lists, and the broken ones: ``(folder, reason)`` for each
+    folder with a ``.complete`` marker whose ``check(folder)`` (e.g. :func:`verify_run`) or
+    JSON files fail, whatever the failure (a broken folder never stops the listing)."""
     base = Path(root).expanduser() if root is not None else runs_root()
     found: list[RunSummary] = []
+    broken: list[tuple[Path, str]] = []
     for folder in _candidate_folders(base):
         try:
+            if check is not None:
+                check(folder)
             config, metrics = read_config(folder), read_json(folder / METRICS)
             found.append(
                 RunSummary(
@@ -866,10 +878,12 @@ def list_runs(root: str | Path | None = None) -> list[RunSummary]:
                     config=config,
                 )
             )
-        except ReclensError:
-            continue
+        except ReclensError as err:
+            broken.append((folder, _short(err)))
+        except Exception as err:  # noqa: BLE001 - e.g. RecursionError, a bogus field's type
+            broken.append((folder, f"unreadable run ({type(err).__name__}: {_short(err)})"))
     found.sort(key=lambda s: (s.created, str(s.path)), reverse=True)
-    return found
+    return found, broken
 
 
 def _candidate_folders(base: Path) -> Iterator[Path]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ast
 import html
+import json
 import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +212,172 @@ def test_export_shows_markup_as_text(service: EngineService) -> None:
         )
     # ...only as escaped text: no raw payload, not even inside the embedded JSON
     assert PAYLOAD not in data and TITLE not in data and GENRE not in data
+
+
+# -- the server's walls ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(service: EngineService) -> object:
+    """The dashboard served in a thread of this process: ``(port, token)`` per server, one
+    open and one with an access token."""
+    from app.dashboard.server import free_port, serve
+
+    servers = {}
+    for token in (None, "s3cret-token"):
+        port = free_port()
+        thread = serve(service, port=port, threaded=True, warm=False, token=token)
+        _wait_for(port)
+        servers[token] = (port, thread)
+    yield {token: port for token, (port, _) in servers.items()}
+    for _, thread in servers.values():
+        thread.stop()
+
+
+def _wait_for(port: int, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def _get(port: int, path: str = "/", **headers: str) -> tuple[int, dict[str, str], str]:
+    """GET ``path`` with exactly these headers (``Host`` defaults to the served address)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+    headers = {"Host": f"127.0.0.1:{port}", **headers}
+    for name, value in headers.items():
+        conn.putheader(name.replace("_", "-"), value)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read().decode("utf-8", "replace")
+    conn.close()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+
+
+def _upgrade(port: int, host: str, origin: str | None, protocol: str = "bokeh") -> int:
+    """The status of a websocket upgrade of ``/ws`` with a forged ``Sec-Fetch-Site``."""
+    lines = [
+        "GET /ws HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Protocol: {protocol}",
+        "Sec-Fetch-Site: same-origin",
+        "Sec-Fetch-Mode: websocket",
+    ]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        status = sock.recv(4096).split(b"\r\n", 1)[0].decode()
+    return int(status.split()[1])
+
+
+def _session_token(port: int) -> str:
+    status, _, body = _get(port, "/?tab=overview")
+    assert status == 200
+    match = re.search(r'\\?"token\\?":\s*\\?"([^"\\]+)', body)
+    assert match, "no session token in the page"
+    return match.group(1)
+
+
+def test_forged_websocket_and_rebound_host_are_refused(served: dict) -> None:
+    port = served[None]
+    own = f"127.0.0.1:{port}"
+    token = _session_token(port)
+    protocol = f"bokeh, {token}"
+    assert _upgrade(port, own, f"http://{own}", protocol) == 101  # the page's own websocket
+    assert _upgrade(port, own, "http://evil.example", protocol) == 403
+    assert _upgrade(port, own, "null", protocol) == 403
+    rebound = f"evil.example:{port}"
+    assert _upgrade(port, rebound, f"http://{rebound}", protocol) == 403  # DNS rebinding
+    assert _get(port, "/", Host=rebound)[0] == 403
+    assert _get(port, "/static/js/bokeh.min.js", Host=rebound)[0] == 403
+    assert _get(port, "/", Host=f"localhost:{port}")[0] == 200
+
+
+def test_every_answer_forbids_framing_and_foreign_sources(served: dict) -> None:
+    port = served[None]
+    for path in ("/", "/static/js/bokeh.min.js", "/no-such-page"):
+        _, headers, _ = _get(port, path)
+        csp = headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in csp
+        for directive in ("script-src", "style-src", "connect-src", "default-src"):
+            sources = re.search(rf"{directive} ([^;]*)", csp).group(1).split()
+            assert sources[0] == "'self'" and not [s for s in sources if "." in s or "*" in s]
+    status, headers, _ = _get(port, "/", Host="evil.example")
+    assert status == 403 and headers["x-frame-options"] == "DENY"
+
+
+def test_access_token_is_required_then_kept_in_a_cookie(served: dict) -> None:
+    port = served["s3cret-token"]
+    status, _, body = _get(port, "/")
+    assert status == 403 and "token" in body and body[-1] == "\n" and body.count("\n") == 1
+    assert _get(port, "/?token=wrong")[0] == 403
+    assert _get(port, "/static/js/bokeh.min.js")[0] == 403
+    status, headers, _ = _get(port, "/?token=s3cret-token&tab=overview")
+    assert status == 200
+    cookie = headers["set-cookie"].split(";")[0]
+    assert "HttpOnly" in headers["set-cookie"] and cookie == "reclens_token=s3cret-token"
+    assert _get(port, "/static/js/bokeh.min.js", Cookie=cookie)[0] == 200
+    assert _get(port, "/", Cookie="reclens_token=other")[0] == 403
+
+
+# -- broken run folders ----------------------------------------------------------------------
+def test_broken_run_folders_are_listed_apart_and_the_rest_served(
+    markup_runs: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from app.dashboard.server import free_port, serve
+
+    runs = tmp_path / "runs"
+    shutil.copytree(markup_runs, runs)
+    good = next(p.parent for p in runs.rglob(".complete"))
+    bogus = good.parent / "bogus-run"
+    bogus.mkdir()
+    (bogus / ".complete").write_text("{}")
+    (bogus / "config.json").write_text(json.dumps({"model": 5, "dataset": "x"}))
+    nested = good.parent / "nested-run"
+    nested.mkdir()
+    (nested / ".complete").write_text("[" * 100_000)
+    (nested / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    tampered = good.parent / "tampered-run"
+    shutil.copytree(good, tampered)
+    model = tampered / "model.safetensors"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+    load_extensions()
+    service = EngineService(runs, projection_method="pca")
+    assert len(service.run_ids()) == 1
+    broken = dict(service.catalogue.broken())
+    assert set(broken) == {
+        f"{good.parent.name}/{n}" for n in ("bogus-run", "nested-run", "tampered-run")
+    }
+    assert "model.safetensors" in broken[f"{good.parent.name}/tampered-run"]
+    assert all(str(tmp_path) not in why for why in broken.values())
+    page = Page(service, {"tab": "overview"})
+    note = page.view("overview")._broken
+    assert note.visible and "3 broken run folder(s)" in note.object
+    assert "tampered-run" in note.object and str(tmp_path) not in note.object
+
+    port = free_port()
+    thread = serve(service, port=port, threaded=True, warm=True)
+    try:
+        _wait_for(port)
+        status, _, body = _get(port, "/?tab=overview")
+        assert status == 200 and "RecLens" in body
+    finally:
+        thread.stop()

@@ -3,7 +3,9 @@
 A run id is the run folder's path relative to the runs folder (e.g.
 ``synthetic/ease-20250101T120000Z``). It is only ever *looked up* in the listing, never joined
 into a path, so nothing a browser sends can reach another folder: this lookup is the wall
-between a URL and the file system.
+between a URL and the file system. Only verified runs are listed (every file the manifest
+lists has its size and checksum); broken folders are listed apart with the reason
+(:meth:`RunCatalogue.broken`), so one broken folder never takes the server down.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ReclensError
-from engine.runs import RunSummary, list_runs
+from engine.runs import RunSummary, scan_runs, verify_run
 
 LISTING_SECONDS = 2.0
 """How long a listing of the runs folder is reused before it is read again."""
@@ -33,16 +35,44 @@ class RunCatalogue:
     def __init__(self, runs_root: str | Path) -> None:
         self.runs_root = Path(runs_root).expanduser()
         self._lock = threading.Lock()
-        self._listing: tuple[float, list[RunSummary]] = (0.0, [])
+        self._listing: tuple[float, list[RunSummary], list[tuple[str, str]]] = (0.0, [], [])
+        self._verified: dict[Path, tuple[tuple, str | None]] = {}
 
     def summaries(self, refresh: bool = False) -> list[RunSummary]:
-        """Complete runs in the runs folder, newest first (cached :data:`LISTING_SECONDS`)."""
+        """Verified runs in the runs folder, newest first (cached :data:`LISTING_SECONDS`)."""
+        return list(self._scan(refresh)[1])
+
+    def broken(self, refresh: bool = False) -> list[tuple[str, str]]:
+        """``(run id, reason)`` of each run folder that is left out because it is broken (the
+        reason names files relative to the run folder)."""
+        return list(self._scan(refresh)[2])
+
+    def _scan(self, refresh: bool) -> tuple[float, list[RunSummary], list[tuple[str, str]]]:
         with self._lock:
-            stamp, listing = self._listing
+            stamp = self._listing[0]
             if refresh or time.monotonic() - stamp > LISTING_SECONDS:
-                listing = list_runs(self.runs_root) if self.runs_root.is_dir() else []
-                self._listing = (time.monotonic(), listing)
-            return list(listing)
+                listing: list[RunSummary] = []
+                broken: list[tuple[str, str]] = []
+                if self.runs_root.is_dir():
+                    listing, failed = scan_runs(self.runs_root, check=self._verify)
+                    broken = [(self.run_id_of(f), _relative(why, f)) for f, why in failed]
+                self._listing = (time.monotonic(), listing, broken)
+            return self._listing
+
+    def _verify(self, folder: Path) -> None:
+        """:func:`verify_run`, remembered while no file of the folder changes (a checksum of
+        every model at every listing would cost seconds)."""
+        key = _stamp(folder)
+        known = self._verified.get(folder)
+        if known is None or known[0] != key:
+            try:
+                verify_run(folder)
+                reason = None
+            except ReclensError as err:
+                reason = str(err)
+            self._verified[folder] = known = (key, reason)
+        if known[1] is not None:
+            raise DashboardError(known[1])
 
     def run_id_of(self, path: Path) -> str:
         """The id of a run folder: its path relative to the runs folder, with ``/``."""
@@ -93,6 +123,20 @@ class RunCatalogue:
             row.update({f"train {k}": number(v) for k, v in s.seconds.items() if _is_number(v)})
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _stamp(folder: Path) -> tuple:
+    """Name, size and modification time of every entry of ``folder`` (changes with any edit)."""
+    try:
+        entries = sorted(folder.iterdir())
+        return tuple((p.name, p.lstat().st_size, p.lstat().st_mtime_ns) for p in entries)
+    except OSError:
+        return ()
+
+
+def _relative(reason: str, folder: Path) -> str:
+    """``reason`` with the run folder's path left out of the file names it mentions."""
+    return reason.replace(f"{folder}/", "").replace(str(folder), ".")
 
 
 def _is_number(value: Any) -> bool:

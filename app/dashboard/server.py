@@ -13,10 +13,13 @@ from typing import Any
 
 import panel as pn
 import torch
+from panel.io.resources import LOCAL_DIST
+from panel.io.server import StoppableThread, get_server
 from tornado.ioloop import IOLoop
 
 from app.dashboard.app import Page, create_app, load_extensions
 from app.dashboard.engine_service import EngineService
+from app.dashboard.security import Wall, install, served_hosts
 
 log = logging.getLogger("reclens.dashboard")
 
@@ -27,12 +30,9 @@ RELEASE_DELAY_S = 1.0
 
 
 def origins(address: str, port: int) -> list[str]:
-    """Websocket origins the server accepts: ``address:port`` (plus ``localhost:port`` when
-    bound to the loopback address, which browsers may use for the same server)."""
-    allowed = [f"{address}:{port}"]
-    if address in ("127.0.0.1", "localhost"):
-        allowed += [f"localhost:{port}", f"127.0.0.1:{port}"]
-    return sorted(set(allowed))
+    """Websocket origins the server accepts: the ``host:port`` values of the served address
+    (see :func:`app.dashboard.security.served_hosts`)."""
+    return served_hosts(address, port)
 
 
 def free_port(address: str = DEFAULT_ADDRESS) -> int:
@@ -49,15 +49,17 @@ def serve(
     show: bool = False,
     threaded: bool = False,
     warm: bool = True,
+    token: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """Serve the dashboard on ``address:port`` (blocking unless ``threaded``).
 
     Each browser session gets its own page built by :func:`create_app` around the shared
-    ``service``. The websocket origin check only accepts the served address. With ``threaded``
-    the server runs in a background thread and the :class:`StoppableThread` is returned.
-    With ``warm`` (default) the process loads the runs and renders one page before it accepts
-    connections (see :func:`warm_up`).
+    ``service``. Every request passes the :class:`~app.dashboard.security.Wall` first (served
+    host names, websocket origins, the access ``token`` when given) and every answer carries
+    the security headers. With ``threaded`` the server runs in a background thread and the
+    :class:`StoppableThread` is returned. With ``warm`` (default) the process loads the runs
+    and renders one page before it accepts connections (see :func:`warm_up`).
     """
     load_extensions()
     # Many small tensor ops from several sessions: one intra-op thread each avoids the
@@ -76,8 +78,11 @@ def serve(
         # The page is attached to the session's document here rather than by Panel so that one
         # freeze recomputes the document's model graph once instead of once per template root
         # (0.4 s instead of 0.6 s for the ml-100k Explain page).
-        view = create_app(service)
         doc = pn.state.curdoc
+        # Every stylesheet from this server, also those of components made before the page's
+        # HTML is rendered (Panel points those at its CDN until then).
+        doc._template_variables["dist_url"] = LOCAL_DIST
+        view = create_app(service)
         start = time.perf_counter()
         with doc.models.freeze():
             view.server_doc(doc, title="RecLens")
@@ -85,16 +90,30 @@ def serve(
         loop = IOLoop.current()
         pn.state.on_session_destroyed(lambda _ctx: loop.call_later(RELEASE_DELAY_S, release_memory))
 
-    return pn.serve(
-        page,
+    wall = Wall.for_address(address, port, token)
+    options = dict(
         port=port,
         address=address,
         websocket_origin=origins(address, port),
         show=show,
-        threaded=threaded,
         title="RecLens",
+        start=False,
         **kwargs,
     )
+
+    def start(loop: IOLoop | None = None) -> Any:
+        server = get_server(page, loop=loop, **options)
+        install(server._tornado, wall)
+        server.start()
+        server.io_loop.start()
+        return server
+
+    if threaded:
+        loop = IOLoop(make_current=False)
+        thread = StoppableThread(target=start, io_loop=loop, kwargs={"loop": loop})
+        thread.start()
+        return thread
+    return start()
 
 
 def _malloc_trim() -> Any:

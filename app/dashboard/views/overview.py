@@ -67,6 +67,8 @@ class OverviewView(TabView):
         self._cancel.disabled = True
         self._progress = pn.indicators.Progress(value=0, max=100, width=260, bar_color="primary")
         self._status = markdown("", margin=(5, 10))
+        self._broken = friendly("", "warning", visible=False)
+        self._show_broken()
         self._start.on_click(self._on_start)
         self._cancel.on_click(self._on_cancel)
         self._poll: Any = None
@@ -86,6 +88,15 @@ class OverviewView(TabView):
         numeric = frame.select_dtypes("number").columns
         frame[numeric] = frame[numeric].round(4)
         return frame
+
+    def _show_broken(self) -> None:
+        """List the run folders the catalogue left out, each with why (as text)."""
+        broken = self.service.catalogue.broken()
+        self._broken.object = hide_paths(
+            f"{len(broken)} broken run folder(s) left out: "
+            + "; ".join(f"{run_id} ({reason})" for run_id, reason in broken)
+        )
+        self._broken.visible = bool(broken)
 
     def metric_names(self) -> list[str]:
         """Numeric leaderboard columns (the metrics that can go on the scatter's axes)."""
@@ -145,6 +156,7 @@ class OverviewView(TabView):
         icon = {"done": "\u2705", "cancelled": "\u23f9", "failed": "\u26a0"}.get(job.status, "")
         self._status.object = f"{icon} {hide_paths(job.message)}"
         self._table.value = self.board()
+        self._show_broken()
         self._x.options = self._y.options = self.metric_names()
         if job.status == "done" and job.run_id:
             self.state.run = job.run_id
@@ -236,6 +248,7 @@ class OverviewView(TabView):
                 csv_download(self.board, "reclens-leaderboard.csv"),
             ),
             self._table,
+            self._broken,
             caption(
                 "Every saved run with its test accuracy (recall, NDCG\u2026 at 10 and 20) and "
                 "beyond-accuracy metrics; click a column to sort, a row to select the run."
