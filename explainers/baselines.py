@@ -364,7 +364,7 @@ class _Similarity(_PerUserExplainer):
         super().__init__(chunk_size)
         if train is None or not sp.issparse(train):
             raise ReclensError(f"{self.name} needs the training matrix (CSR)")
-        binary = sp.csr_matrix(train, dtype=np.float32)
+        binary = sp.csr_matrix(train, dtype=np.float32, copy=True)  # never write into train
         binary.data[:] = 1.0
         self.train = binary
         self.columns = sp.csc_matrix(binary)
