@@ -266,7 +266,7 @@ def train_run(
     trained: TrainResult = fit(recommender, parts, config, callback=progress, cancel=cancel)
     if trained.cancelled:
         raise TrainingCancelled(
-            f"training of {name} was cancelled after {trained.epochs_run} epochs"
+            f"training of {name} was cancelled after {trained.epochs_run} epochs; nothing was saved"
         )
     eval_start = time.perf_counter()
     test = evaluate(recommender, parts, "test", ks=KS)
@@ -309,6 +309,7 @@ def train_run(
         notes=[*parts.notes, *capped_notes(int(prepared.n_items))],
     )
     if save:
+        _check_cancel(cancel, name, "before it was saved")
         save_start = time.perf_counter()
         result.run_dir = save_run(
             recommender,
@@ -366,9 +367,9 @@ def check_writable(out: str | Path | None) -> None:
         raise ReclensError(f"{root}: cannot write run folders there ({reason})") from err
 
 
-def _check_cancel(cancel: threading.Event | None, name: str) -> None:
+def _check_cancel(cancel: Any, name: str, when: str = "before it started") -> None:
     if cancel is not None and cancel.is_set():
-        raise TrainingCancelled(f"training of {name} was cancelled before it started")
+        raise TrainingCancelled(f"training of {name} was cancelled {when}; nothing was saved")
 
 
 def _cuda_indices(device: torch.device) -> list[int]:

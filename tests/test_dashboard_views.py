@@ -139,7 +139,7 @@ def test_training_job_runs_in_background_and_can_be_cancelled(
     job.thread.join(timeout=120)
     assert job.status == "done", job.message
     assert job.run_id in local.run_ids()
-    slow = local.start_training("synthetic", "mf", epochs=5000, train_options={"patience": 0})
+    slow = local.start_training("synthetic", "mf", epochs=1000, train_options={"patience": 0})
     deadline = time.time() + 60
     while not slow.reports and time.time() < deadline:
         time.sleep(0.2)
