@@ -10,32 +10,51 @@ For each model, an existing run of the same dataset, model, seed and split proto
 top-1 recommendation of ``--users`` test users (sampled with the seed; all by default) is
 explained by every explainer and the counterfactual fidelity metrics are measured (see
 :mod:`explainers.fidelity` and :mod:`explainers.batch`). The table (or, with ``--json``, one
-JSON object per model and explainer and line) goes to stdout, progress bars to stderr. The
+JSON object per model and explainer and line) goes to stdout, progress lines to stderr. The
 per-user results are written to Parquet: ``--out FILE``, or by default into each model's run
 folder (``fidelity/per_user_seed<S>_<N>users.parquet``, recorded in the run's manifest).
+
+The work is split into shards (model x explainer x ``--shard-users`` users, see
+:mod:`app.fidelity_job`) run by :mod:`engine.executor`: in this process by default, by
+``--workers N`` local processes, or on Ray (``--backend ray``, a local cluster unless
+``--ray-address`` names one). Every finished shard is stored under
+``$RECLENS_HOME/jobs/fidelity-<job hash>/``; ``--resume`` keeps them after an interruption.
+The per-user results are identical whatever runs them.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tqdm import tqdm
 
 from app.cli_data import SOURCE_HELP, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
+from app.fidelity_job import SHARD_USERS, RunHandle, combine, fidelity_tasks, run_handle
 from data.errors import ReclensError
+from data.paths import reclens_home
 from engine.device import resolve_device
+from engine.executor import (
+    BACKENDS,
+    BackendOptions,
+    ShardStore,
+    default_backend,
+    log_progress,
+    run_tasks,
+    share,
+)
 from engine.pipeline import prepare_spec, source_spec, train_run
 from engine.runs import fidelity_file, list_runs, runs_root, write_derived
 from engine.session import OpenRun
-from explainers.batch import FidelityReport, evaluate_fidelity, sample_users
+from explainers.batch import FidelityReport, sample_users
 from explainers.fidelity import CURVES, FIXED_LENGTHS
 from explainers.registry import explainer_names, parse_names
 
@@ -96,8 +115,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--all-metrics", action="store_true", help="also show fixed-length DEL/INS in the table"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_backend_options(parser)
+    parser.add_argument(
+        "--shard-users", type=int_in(1), default=SHARD_USERS, metavar="N",
+        help=f"users per shard ({SHARD_USERS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="keep the shards an interrupted run of the same job finished",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ship", action="store_true",
+        help="send runs to the workers through the object store (default: only with "
+        "--ray-address)",
+    )  # fmt: skip
     parser.set_defaults(func=cmd_fidelity)
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--workers``, ``--ray-address`` and the per-task resources."""
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=default_backend(),
+        help="local (this machine) or ray (default $RECLENS_BACKEND or local)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int_in(1), default=1, help="local worker processes (1: in-process)"
+    )
+    parser.add_argument(
+        "--ray-address", metavar="ADDR",
+        help="an existing Ray cluster (default: Ray starts a local one on the loopback)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpus-per-task", type=float, default=1.0, help="CPUs per Ray task (1; fractions allowed)"
+    )
+    parser.add_argument(
+        "--gpus-per-task", type=float, default=0.0, help="GPUs per Ray task (0; e.g. 0.25)"
+    )
+    parser.add_argument(
+        "--max-in-flight", type=int_in(1), metavar="N",
+        help="most tasks submitted at once (default twice the workers or CPUs)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--retries", type=int_in(0), default=2, help="tries again for a failed task (2)"
+    )
 
 
 def find_run(
@@ -157,7 +218,7 @@ def obtain(args: argparse.Namespace, name: str, load_options: dict[str, Any]) ->
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
-    """Run ``reclens fidelity``."""
+    """Run ``reclens fidelity``: one shard per model x explainer x batch of users."""
     models = parse_models(args.model)
     names = parse_names(args.explainers)
     if args.users is not None and args.users < 1:
@@ -166,61 +227,78 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         raise ReclensError("--kappa and --steps must be at least 1")
     if args.runs is None:
         args.runs = str(runs_root())
+    options = backend_options(args)
     load_options = parse_options(args.data_option)
     params = {
         "spinrec": {"kappa": args.kappa, "steps": args.steps},
         "ig_zero": {"steps": args.steps},
     }
-    frames: list[pl.DataFrame] = []
-    summaries: list[dict[str, Any]] = []
+    opened = {name: obtain(args, name, load_options) for name in models}
+    users = {name: sample_users(o.split, args.users, args.seed) for name, o in opened.items()}
+    ship = args.ship or (options.backend == "ray" and options.ray_address is not None)
+    handles = []
+    for name, run in opened.items():
+        handle = run_handle(run.path, name, ship=ship)
+        handles.append(replace(handle, payload=share(handle.payload, options)))
+    tasks = fidelity_tasks(handles, names, users, args.seed, params, batch=args.shard_users)
+    store = ShardStore(job_folder(handles, names, users, args.seed, params, args.shard_users))
+    progress = None if args.quiet else log_progress("fidelity")
+    frames = run_tasks(tasks, options, store=store, resume=args.resume, progress=progress)
+    per_user = combine(frames)
     for name in models:
-        opened = obtain(args, name, load_options)
-        run_dir = opened.path
-        users = sample_users(opened.split, args.users, args.seed)
-        bar = tqdm(
-            total=len(users),
-            desc=f"{name:>8} explain",
-            unit="user",
-            file=sys.stderr,
-            disable=True if args.quiet else None,
-            dynamic_ncols=True,
-        )
-
-        def step(done: int, total: int, bar: tqdm = bar) -> None:
-            bar.update(1)
-
-        try:
-            report: FidelityReport = evaluate_fidelity(
-                opened.model,
-                opened.split,
-                explainers=names,
-                users=users,
-                seed=args.seed,
-                model_name=name,
-                params={k: v for k, v in params.items() if k in names},
-                progress=step,
-            )
-        finally:
-            bar.close()
-        label = "all" if args.users is None else str(len(users))
+        run_dir = opened[name].path
+        table = per_user.filter(pl.col("model") == name)
+        label = "all" if args.users is None else str(len(users[name]))
         target = run_dir / fidelity_file(args.seed, label)
         if args.out is None:
-            write_derived(run_dir, {fidelity_file(args.seed, label): report.per_user.write_parquet})
-        frames.append(report.per_user)
-        summary = report.summary()
+            write_derived(run_dir, {fidelity_file(args.seed, label): table.write_parquet})
+        summary = FidelityReport(model=name, per_user=table).summary()
         for row in summary:
             row["run_dir"] = str(run_dir)
             row["seed"] = args.seed
             if args.json:
                 print(json.dumps(_json_ready(row)), flush=True)
-        summaries.extend(summary)
         if not args.json:
             print(format_table(summary, args.all_metrics))
             where = args.out if args.out is not None else target
             print(f"per-user results: {where}\n", flush=True)
     if args.out is not None:
-        write_parquet(pl.concat(frames, how="vertical"), Path(args.out))
+        write_parquet(per_user, Path(args.out))
     return 0
+
+
+def backend_options(args: argparse.Namespace) -> BackendOptions:
+    """The executor settings of the command line."""
+    return BackendOptions(
+        backend=args.backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_task=args.gpus_per_task,
+        max_in_flight=args.max_in_flight,
+        retries=args.retries,
+    )
+
+
+def job_folder(
+    handles: list[RunHandle],
+    explainers: list[str],
+    users: dict[str, Any],
+    seed: int,
+    params: dict[str, Any],
+    shard_users: int,
+) -> Path:
+    """Where the shards of this exact job are stored: the same job gives the same folder."""
+    spec = {
+        "runs": [(h.path, h.manifest_sha) for h in handles],
+        "explainers": explainers,
+        "users": {k: [int(u) for u in v] for k, v in users.items()},
+        "seed": seed,
+        "params": params,
+        "shard_users": shard_users,
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return reclens_home() / "jobs" / f"fidelity-{digest}"
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:

@@ -161,3 +161,21 @@ def test_ray_gives_the_local_result_and_retries_a_killed_worker(
     out = run_tasks(dying, options, progress=lambda p: lines.append(p))
     assert [f["value"][0] for f in out] == [0, 1, 2]
     assert lines[-1].retried == 3 and lines[-1].failed == 0
+
+
+def test_cli_fidelity_is_identical_on_ray_and_locally(
+    ray_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    base = ["fidelity", "--dataset", "synthetic", "--model", "mf", "--explainers",
+            "spinrec,cosine,random", "--users", "6", "--kappa", "4", "--steps", "4",
+            "--epochs", "1", "--runs", str(tmp_path / "runs"), "--shard-users", "2", "--quiet",
+            *[f"--data-option={k}={v}" for k, v in DATA.items()]]  # fmt: skip
+    for backend in ("local", "ray"):
+        out = tmp_path / f"{backend}.parquet"
+        assert main([*base, "--backend", backend, "--out", str(out)]) == 0
+    capsys.readouterr()
+    local = pl.read_parquet(tmp_path / "local.parquet")
+    assert local.height == 4 * 6  # spinrec, its best-of-kappa bound, cosine, random
+    assert same_results(pl.read_parquet(tmp_path / "ray.parquet"), local)
