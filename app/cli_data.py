@@ -9,10 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from data.dataset import Dataset
 from data.download import check_name, fetch
+from data.errors import ReclensError
 from data.loaders import known_sources, load
 from data.paths import cache_dir, data_dirs
 from data.summary import format_summary, summarize
@@ -58,6 +61,19 @@ def finite_float(text: str) -> float:
 
 seed_type = int_in(0, SEED_MAX)
 """An argparse type for ``--seed``: 0 .. 2**32-1."""
+
+
+def check_output_file(path: str | Path) -> None:
+    """Fail at once (not after the work) when the output file ``path`` cannot be written."""
+    target = Path(path).expanduser()
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "Is a directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as err:
+        raise ReclensError(f"{target}: cannot write there ({err.strerror or err})") from err
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from app.cli_data import SOURCE_HELP, int_in, seed_type
+from app.cli_data import SOURCE_HELP, check_output_file, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
 from app.fidelity_job import SHARD_USERS, RunHandle, combine, fidelity_tasks, run_handle
 from data.errors import ReclensError
@@ -225,6 +225,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         raise ReclensError(f"--users must be at least 1, got {args.users}")
     if args.kappa < 1 or args.steps < 1:
         raise ReclensError("--kappa and --steps must be at least 1")
+    if args.out:
+        check_output_file(args.out)
     if args.runs is None:
         args.runs = str(runs_root())
     options = backend_options(args)

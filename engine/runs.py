@@ -612,6 +612,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise RunError(f"{folder}: no such run folder")
     marker = folder / COMPLETE
+    _refuse_link(marker)
     if not marker.is_file():
         raise RunError(f"{folder}: not a complete run (no {COMPLETE} marker; interrupted?)")
     files = read_json(marker).get("files")

@@ -418,6 +418,30 @@ def _symlinked(folder: Path, run: Path, mp: pytest.MonkeyPatch) -> list[str]:
     return ["metrics", "--run", str(copy), "--no-save"]
 
 
+def _linked_inside(name: str) -> Callable[[Path, Path, pytest.MonkeyPatch], list[str]]:
+    """A copy of the run whose ``name`` (a file or a folder) is a link to a copy outside it."""
+
+    def argv(folder: Path, run: Path, mp: pytest.MonkeyPatch) -> list[str]:
+        copy = _copy(run, folder)
+        outside = folder / f"outside-{name.strip('.')}"
+        shutil.move(copy / name, outside)
+        (copy / name).symlink_to(outside)
+        return ["metrics", "--run", str(copy), "--no-save"]
+
+    return argv
+
+
+def _derived_folder_linked(folder: Path, run: Path, mp: pytest.MonkeyPatch) -> list[str]:
+    """A derived file in a sub-folder that is a link to a folder outside the run."""
+    from engine.runs import write_derived_json
+
+    copy = _copy(run, folder)
+    write_derived_json(copy, "fidelity/summary.json", {"ok": True})
+    shutil.move(copy / "fidelity", folder / "elsewhere")
+    (copy / "fidelity").symlink_to(folder / "elsewhere")
+    return ["metrics", "--run", str(copy), "--no-save"]
+
+
 def _read_only(folder: Path, run: Path, mp: pytest.MonkeyPatch) -> list[str]:
     import engine.runs
 
@@ -618,6 +642,23 @@ CASES = [
     ),  # fmt: skip
     Case("model state cut", _tamper("model.safetensors", lambda b: b[:100]), "model.safetensors"),
     Case("symlinked file", _symlinked, "symbolic link"),
+    Case("symlinked manifest", _linked_inside(".complete"), "symbolic link"),
+    Case("symlinked model", _linked_inside("model.safetensors"), "symbolic link"),
+    Case("symlinked derived folder", _derived_folder_linked, "outside the run"),
+    Case(
+        "fidelity --out a file's child",
+        lambda f, r, m: [
+            "fidelity",
+            "--dataset",
+            "synthetic",
+            *TINY,
+            "--model",
+            "ease",
+            "--out",
+            "/etc/passwd/x.parquet",
+        ],
+        "cannot write there",
+    ),  # fmt: skip
 ]
 
 
