@@ -36,21 +36,14 @@ from typing import Any
 
 import polars as pl
 
+from app.cli_backend import add_backend_options, backend_options
 from app.cli_data import SOURCE_HELP, check_output_file, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
 from app.fidelity_job import SHARD_USERS, RunHandle, combine, fidelity_tasks, run_handle
 from data.errors import ReclensError
 from data.paths import reclens_home
 from engine.device import resolve_device
-from engine.executor import (
-    BACKENDS,
-    BackendOptions,
-    ShardStore,
-    default_backend,
-    log_progress,
-    run_tasks,
-    share,
-)
+from engine.executor import ShardStore, log_progress, run_tasks, share
 from engine.pipeline import prepare_spec, source_spec, train_run
 from engine.runs import fidelity_file, list_runs, runs_root, write_derived
 from engine.session import OpenRun
@@ -131,34 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ray-address)",
     )  # fmt: skip
     parser.set_defaults(func=cmd_fidelity)
-
-
-def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend``, ``--workers``, ``--ray-address`` and the per-task resources."""
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default=default_backend(),
-        help="local (this machine) or ray (default $RECLENS_BACKEND or local)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--workers", type=int_in(1), default=1, help="local worker processes (1: in-process)"
-    )
-    parser.add_argument(
-        "--ray-address", metavar="ADDR",
-        help="an existing Ray cluster (default: Ray starts a local one on the loopback)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--cpus-per-task", type=float, default=1.0, help="CPUs per Ray task (1; fractions allowed)"
-    )
-    parser.add_argument(
-        "--gpus-per-task", type=float, default=0.0, help="GPUs per Ray task (0; e.g. 0.25)"
-    )
-    parser.add_argument(
-        "--max-in-flight", type=int_in(1), metavar="N",
-        help="most tasks submitted at once (default twice the workers or CPUs)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--retries", type=int_in(0), default=2, help="tries again for a failed task (2)"
-    )
 
 
 def find_run(
@@ -267,19 +232,6 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_parquet(per_user, Path(args.out))
     return 0
-
-
-def backend_options(args: argparse.Namespace) -> BackendOptions:
-    """The executor settings of the command line."""
-    return BackendOptions(
-        backend=args.backend,
-        workers=args.workers,
-        ray_address=args.ray_address,
-        cpus_per_task=args.cpus_per_task,
-        gpus_per_task=args.gpus_per_task,
-        max_in_flight=args.max_in_flight,
-        retries=args.retries,
-    )
 
 
 def job_folder(

@@ -15,18 +15,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
+from app.cli_backend import add_backend_options, backend_options
 from app.cli_data import SOURCE_HELP, add_column_options, finite_float, int_in, seed_type
+from app.train_job import summaries, train_tasks
 from data.errors import ReclensError
+from data.paths import reclens_home
 from engine import presets, registry
-from engine.pipeline import KS, RunResult, train_run
+from engine.executor import ShardStore, log_progress, run_tasks
+from engine.pipeline import KS, train_run
 from engine.train import EpochReport
+from explainers.batch import mean_ci95
 
 TABLE_METRICS: tuple[str, ...] = (
     "recall@10",
@@ -59,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated model names, or all ({', '.join(registry.model_names())})",
     )
     parser.add_argument("--seed", type=seed_type, default=0, help="split and training seed (0)")
+    parser.add_argument(
+        "--seeds",
+        type=parse_seeds,
+        metavar="LIST",
+        help="a seed sweep: 0,1,2 or 0-4; each model is trained on each split seed and the "
+        "leaderboard shows mean and 95%% CI across seeds",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto)")
     parser.add_argument("--epochs", type=int_in(1), help="most training epochs (model default)")
     parser.add_argument("--out", metavar="DIR", help="runs folder (default $RECLENS_HOME/runs)")
@@ -96,7 +110,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="loader option, repeatable (e.g. n_users=500 for synthetic)",
     )
     add_column_options(data)
+    jobs = parser.add_argument_group("where the (model, seed) tasks run")
+    add_backend_options(jobs)
+    jobs.add_argument(
+        "--resume", action="store_true", help="keep the runs an interrupted sweep finished"
+    )
     parser.set_defaults(func=cmd_train)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` or ``"0-4"`` (or a mix) -> distinct seeds in the order given."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, sep, hi = part.partition("-")
+        try:
+            values = range(int(lo), int(hi) + 1) if sep and lo else [int(part)]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a seed or a range A-B") from None
+        for value in values:
+            seeds.append(seed_type(str(value)))
+    if not seeds:
+        raise argparse.ArgumentTypeError("no seeds given")
+    return list(dict.fromkeys(seeds))
 
 
 def parse_models(text: str) -> list[str]:
@@ -148,39 +183,109 @@ def cmd_train(args: argparse.Namespace) -> int:
         "min_epochs": args.min_epochs,
     }
     train_options = {key: value for key, value in selection.items() if value is not None}
-    results: list[RunResult] = []
-    for name in models:
-        with epoch_bar(name, args.epochs, args.quiet) as (bar, on_epoch):
-            result = train_run(
-                args.dataset,
-                name,
-                seed=args.seed,
-                device=args.device,
-                epochs=args.epochs,
-                out=args.out,
-                prepare_options=prepare_options,
-                protocol=args.protocol,
-                progress=on_epoch,
-                save=not args.no_save,
-                load_options=load_options,
-                train_options=train_options,
-                preset=args.config,
-            )
-            bar.set_postfix_str(f"test ndcg@10 {result.metrics.get('ndcg@10', 0.0):.4f}")
-        if not args.quiet and not _is_terminal(sys.stderr):  # no bar was drawn: one line
-            print(
-                f"{name}: {result.epochs_run} epochs (best {result.best_epoch}), "
-                f"test ndcg@10 {result.metrics.get('ndcg@10', 0.0):.4f}, "
-                f"{result.seconds['total']:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-        results.append(result)
+    seeds = args.seeds or [args.seed]
+    options = {
+        "device": args.device,
+        "epochs": args.epochs,
+        "out": args.out,
+        "prepare_options": prepare_options,
+        "protocol": args.protocol,
+        "save": not args.no_save,
+        "load_options": load_options,
+        "train_options": train_options,
+        "preset": args.config,
+    }
+    backend = backend_options(args)
+    if backend.backend == "local" and backend.workers == 1:
+        results = [train_here(args, name, seed, options) for name in models for seed in seeds]
+    else:
+        tasks = train_tasks(args.dataset, models, seeds, options)
+        digest = hashlib.sha256(
+            json.dumps([args.dataset, models, seeds, options], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        store = ShardStore(reclens_home() / "jobs" / f"train-{digest[:16]}")
+        progress = None if args.quiet else log_progress("train")
+        results = summaries(run_tasks(tasks, backend, store, args.resume, progress))
         if args.json:
-            print(json.dumps(result.summary()), flush=True)
-    if not args.json:
+            for summary in results:
+                print(json.dumps(summary), flush=True)
+    if len(seeds) > 1:
+        groups = seed_groups(results)
+        if args.json:
+            for group in groups:
+                print(json.dumps(group), flush=True)
+        else:
+            print(format_seed_table(groups, results))
+    elif not args.json:
         print(format_leaderboard(results))
     return 0
+
+
+def train_here(
+    args: argparse.Namespace, name: str, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Train one (model, seed) in this process, with a progress bar (one line off a TTY)."""
+    with epoch_bar(name, args.epochs, args.quiet) as (bar, on_epoch):
+        result = train_run(args.dataset, name, seed=seed, progress=on_epoch, **options)
+        bar.set_postfix_str(f"test ndcg@10 {result.metrics.get('ndcg@10', 0.0):.4f}")
+    if not args.quiet and not _is_terminal(sys.stderr):  # no bar was drawn: one line
+        print(
+            f"{name}: {result.epochs_run} epochs (best {result.best_epoch}), "
+            f"test ndcg@10 {result.metrics.get('ndcg@10', 0.0):.4f}, "
+            f"{result.seconds['total']:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    summary = result.summary()
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return summary
+
+
+def seed_groups(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: the seeds, every metric's per-seed values, mean and 95% CI half-width
+    (Student's t over the seeds)."""
+    groups = []
+    for model in dict.fromkeys(r["model"] for r in results):
+        runs = [r for r in results if r["model"] == model]
+        metrics = {}
+        for metric in runs[0]["metrics"]:
+            values = np.array([r["metrics"].get(metric, np.nan) for r in runs], dtype=np.float64)
+            mean, half = mean_ci95(values)
+            metrics[metric] = {"values": values.tolist(), "mean": mean, "ci95": half}
+        groups.append(
+            {
+                "model": model,
+                "dataset": runs[0]["dataset"],
+                "seeds": [r["seed"] for r in runs],
+                "metrics": metrics,
+                "seconds_total": [r["seconds"].get("total") for r in runs],
+            }
+        )
+    return groups
+
+
+def format_seed_table(groups: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+    """Mean ± 95% CI across seeds per model and metric (best mean NDCG@10 first), and the
+    per-seed NDCG@10."""
+    ordered = sorted(groups, key=lambda g: g["metrics"]["ndcg@10"]["mean"], reverse=True)
+    shown = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
+    headers = ["model", *shown, "ndcg@10 per seed"]
+    rows = []
+    for g in ordered:
+        cells = [g["model"]]
+        for metric in shown:
+            stat = g["metrics"][metric]
+            ci = f" ± {stat['ci95']:.4f}" if np.isfinite(stat["ci95"]) else ""
+            cells.append(f"{stat['mean']:.4f}{ci}")
+        cells.append(", ".join(f"{v:.4f}" for v in g["metrics"]["ndcg@10"]["values"]))
+        rows.append(cells)
+    lines = _table(headers, rows)
+    seeds = ", ".join(str(s) for s in ordered[0]["seeds"]) if ordered else ""
+    lines += ["", f"dataset {results[0]['dataset']}, split seeds {seeds}; mean ± 95% CI "
+              "(Student's t over the seeds)"]  # fmt: skip
+    lines += [f"{r['model']} seed {r['seed']}: {r['run_dir']}" for r in results if r["run_dir"]]
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -224,22 +329,40 @@ def _is_terminal(stream: object) -> bool:
     return bool(isatty and isatty())
 
 
-def format_leaderboard(results: list[RunResult]) -> str:
-    """A text table, best NDCG@10 first: model, the metrics at 10 and 20, epochs, seconds."""
+def format_leaderboard(results: list[dict[str, Any]]) -> str:
+    """A text table of run summaries, best NDCG@10 first: model, the metrics at 10 and 20,
+    epochs, seconds."""
     if not results:
         return "(no models trained)"
-    ordered = sorted(results, key=lambda r: r.metrics.get("ndcg@10", 0.0), reverse=True)
+    ordered = sorted(results, key=lambda r: r["metrics"].get("ndcg@10", 0.0), reverse=True)
     headers = ["model", *TABLE_METRICS, "epochs", "fit s", "total s"]
     rows = [
         [
-            r.model,
-            *(f"{r.metrics.get(m, float('nan')):.4f}" for m in TABLE_METRICS),
-            str(r.epochs_run),
-            f"{r.seconds.get('fit', 0.0):.2f}",
-            f"{r.seconds.get('total', 0.0):.2f}",
+            r["model"],
+            *(f"{r['metrics'].get(m, float('nan')):.4f}" for m in TABLE_METRICS),
+            str(r["epochs_run"]),
+            f"{r['seconds'].get('fit', 0.0):.2f}",
+            f"{r['seconds'].get('total', 0.0):.2f}",
         ]
         for r in ordered
     ]
+    lines = _table(headers, rows)
+    first = results[0]
+    lines.append("")
+    lines.append(
+        f"dataset {first['dataset']}, seed {first['seed']}, test users "
+        f"{first['n_test_users']}, K in {', '.join(map(str, KS))}"
+    )
+    for note in dict.fromkeys(note for r in results for note in r["notes"]):
+        lines.append(f"note: {note}")
+    for r in results:
+        if r["run_dir"] is not None:
+            lines.append(f"{r['model']}: {r['run_dir']}")
+    return "\n".join(lines)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Aligned text lines: the header, a rule, one line per row (first column left-aligned)."""
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
@@ -248,16 +371,4 @@ def format_leaderboard(results: list[RunResult]) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
-    lines = [line(headers), "  ".join("-" * w for w in widths), *map(line, rows)]
-    first = results[0]
-    lines.append("")
-    lines.append(
-        f"dataset {first.dataset}, seed {first.seed}, test users {first.per_user.height}, "
-        f"K in {', '.join(map(str, KS))}"
-    )
-    for note in dict.fromkeys(note for r in results for note in r.notes):
-        lines.append(f"note: {note}")
-    for r in results:
-        if r.run_dir is not None:
-            lines.append(f"{r.model}: {r.run_dir}")
-    return "\n".join(lines)
+    return [line(headers), "  ".join("-" * w for w in widths), *map(line, rows)]

@@ -91,7 +91,8 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready dict: model, dataset, seed, metrics, valid, seconds, run_dir, epochs."""
+        """A JSON-ready dict: model, dataset, seed, metrics, valid, seconds, run_dir, epochs,
+        notes and the number of test users."""
         return {
             "model": self.model,
             "dataset": self.dataset,
@@ -104,6 +105,7 @@ class RunResult:
             "epochs_run": self.epochs_run,
             "device": self.device,
             "notes": self.notes,
+            "n_test_users": self.per_user.height,
         }
 
 

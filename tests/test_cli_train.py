@@ -102,3 +102,44 @@ def test_mistakes_are_one_line_errors(
     assert code == 2 and out == ""
     assert err.startswith("reclens: error:") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_seed_sweep_groups_each_model_over_its_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", *SMALL, "--model", "pop,ease", "--seeds", "0-2", "--device", "cpu",
+            "--out", str(tmp_path), "--json", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    runs, groups = lines[:6], lines[6:]
+    assert [(r["model"], r["seed"]) for r in runs] == [
+        (m, s) for m in ("pop", "ease") for s in (0, 1, 2)
+    ]
+    assert [g["model"] for g in groups] == ["pop", "ease"]
+    for group in groups:
+        values = [r["metrics"]["ndcg@10"] for r in runs if r["model"] == group["model"]]
+        stat = group["metrics"]["ndcg@10"]
+        assert stat["values"] == values and stat["mean"] == pytest.approx(np.mean(values))
+        half = 4.302653 * np.std(values, ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+        assert stat["ci95"] == pytest.approx(half, rel=1e-5)
+    assert len(list_runs(tmp_path)) == 6
+
+
+def test_a_seed_sweep_on_worker_processes_gives_the_same_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", *SMALL, "--model", "ease", "--seeds", "0,1", "--device", "cpu",
+            "--no-save", "--json", "--quiet"]  # fmt: skip
+    assert main(base) == 0
+    here = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert main([*base, "--workers", "2"]) == 0
+    pooled = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [r["metrics"] for r in pooled[:2]] == [r["metrics"] for r in here[:2]]
+
+
+@pytest.mark.parametrize("text", ["0,x", "3-1x", ","])
+def test_bad_seed_lists_are_one_line_errors(text: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", *SMALL, "--model", "pop", "--seeds", text])
+    assert info.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
