@@ -28,12 +28,22 @@ def command_modules() -> tuple[ModuleType, ...]:
         cli_data,
         cli_fidelity,
         cli_metrics,
+        cli_project,
         cli_serve,
         cli_train,
         cli_trajectory,
     )
 
-    return (cli_data, cli_train, cli_metrics, cli_compare, cli_fidelity, cli_serve, cli_trajectory)
+    return (
+        cli_data,
+        cli_train,
+        cli_metrics,
+        cli_compare,
+        cli_fidelity,
+        cli_project,
+        cli_serve,
+        cli_trajectory,
+    )
 
 
 class OneLineParser(argparse.ArgumentParser):

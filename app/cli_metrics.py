@@ -12,14 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from app.cli_backend import add_backend_options, backend_options
+from app.derive_job import metrics_tasks
 from data.errors import ReclensError
 from engine import beyond
+from engine.executor import log_progress, run_tasks
 from engine.runs import to_json
 from engine.session import OpenRun
+
+MANY_USER: tuple[str, ...] = ("novelty", "arp", "long_tail_share", "ild_cooccurrence")
+MANY_CATALOGUE: tuple[str, ...] = ("coverage", "gini_corrected", "personalization")
+"""Columns of the one-row-per-run table of ``reclens metrics`` over several runs."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Per-user and catalogue beyond-accuracy metrics of a saved run's top-K test lists."
         ),
     )
-    parser.add_argument("--run", required=True, metavar="RUN", help="a run folder")
+    parser.add_argument(
+        "--run", required=True, action="append", metavar="RUN",
+        help="a run folder; repeat for several runs (one task each on the executor)",
+    )  # fmt: skip
     parser.add_argument("--k", type=int, default=10, help="list length K (default 10)")
     parser.add_argument(
         "--group-by",
@@ -49,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-save", action="store_true", help="do not store the results in the run folder"
     )
+    add_backend_options(parser)
     parser.set_defaults(func=cmd_metrics)
 
 
@@ -56,7 +68,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     """Compute, store and print the run's beyond-accuracy metrics."""
     if args.k < 1:
         raise ReclensError(f"--k must be at least 1, got {args.k}")
-    opened = OpenRun.open(args.run)
+    if len(args.run) > 1:
+        return metrics_of_many(args)
+    opened = OpenRun.open(args.run[0])
     result = beyond.run_metrics(
         opened.run,
         opened.dataset,
@@ -89,6 +103,31 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print()
         print(f"Groups by {groups.by} (users: {sizes}); per-group means and gaps")
         print(format_table(group_table(groups.means, groups.gaps)))
+    return 0
+
+
+def metrics_of_many(args: argparse.Namespace) -> int:
+    """Several runs: one task each; one JSON line per run, or one table row per run."""
+    tasks = metrics_tasks(args.run, args.k, args.group_by, args.position_weighted, not args.no_save)
+    frames = run_tasks(tasks, backend_options(args), progress=log_progress("metrics"))
+    results = [json.loads(frame["result"][0]) for frame in frames]
+    if args.json:
+        for result in results:
+            print(json.dumps(result, allow_nan=False))
+        return 0
+    rows = []
+    for result in results:
+        means, catalogue, info = result["per_user_mean"], result["catalogue"], result["info"]
+        rows.append(
+            {
+                "run": Path(info["run"]).name,
+                "model": info["model"],
+                **{m: means.get(m) for m in MANY_USER},
+                **{m: catalogue.get(m) for m in MANY_CATALOGUE},
+            }
+        )
+    print(f"Beyond-accuracy metrics @{args.k} of {len(rows)} runs")
+    print(format_table(pl.DataFrame(rows)))
     return 0
 
 

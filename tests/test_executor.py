@@ -4,6 +4,7 @@ dies mid-job is retried, failures are reported, and an interrupted job resumes."
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -179,3 +180,31 @@ def test_cli_fidelity_is_identical_on_ray_and_locally(
     local = pl.read_parquet(tmp_path / "local.parquet")
     assert local.height == 4 * 6  # spinrec, its best-of-kappa bound, cosine, random
     assert same_results(pl.read_parquet(tmp_path / "ray.parquet"), local)
+
+
+def test_metrics_and_projections_of_several_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+    from engine.runs import projection_files, read_manifest
+
+    folders = []
+    for model in ("pop", "ease"):
+        result = train_run("synthetic", model, out=tmp_path, device="cpu", load_options=DATA)
+        folders.append(str(result.run_dir))
+    runs = [arg for folder in folders for arg in ("--run", folder)]
+    assert main(["metrics", *runs, "--k", "5", "--json", "--workers", "2"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [Path(r["info"]["run"]).name for r in lines] == [Path(f).name for f in folders]
+    assert all(r["k"] == 5 for r in lines)
+    single = json.loads(_single_metrics(main, capsys, folders[1]))
+    assert single["catalogue"] == lines[1]["catalogue"]
+    assert main(["project", *runs, "--method", "pca"]) == 0
+    assert "maps of" in capsys.readouterr().out
+    for folder in folders:
+        assert set(projection_files("users", "pca")) <= set(read_manifest(folder))
+
+
+def _single_metrics(main, capsys, folder: str) -> str:
+    assert main(["metrics", "--run", folder, "--k", "5", "--json", "--no-save"]) == 0
+    return capsys.readouterr().out
