@@ -40,6 +40,7 @@ from app.cli_backend import add_backend_options, backend_options
 from app.cli_data import SOURCE_HELP, check_output_file, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
 from app.fidelity_job import SHARD_USERS, RunHandle, combine, fidelity_tasks, run_handle
+from app.fidelity_stats import coinciding, compare_to_spinrec, format_comparisons, verdict
 from data.errors import ReclensError
 from data.paths import reclens_home
 from engine.device import resolve_device
@@ -220,13 +221,26 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         if args.out is None:
             write_derived(run_dir, {fidelity_file(args.seed, label): table.write_parquet})
         summary = FidelityReport(model=name, per_user=table).summary()
+        comparisons = compare_to_spinrec(table, TABLE_METRICS, seed=args.seed)
+        coincide = coinciding(table)
+        same_as = {b: a for a, b in coincide}
         for row in summary:
             row["run_dir"] = str(run_dir)
             row["seed"] = args.seed
+            if row["explainer"] in same_as:
+                row["coincides_with"] = same_as[row["explainer"]]
             if args.json:
                 print(json.dumps(_json_ready(row)), flush=True)
-        if not args.json:
-            print(format_table(summary, args.all_metrics))
+        if args.json:
+            for result in comparisons:
+                line = {"model": name, "kind": "comparison", **result.to_dict()}
+                print(json.dumps(_json_ready({**line, "verdict": verdict(result)})), flush=True)
+        else:
+            shown = [row for row in summary if row["explainer"] not in same_as]
+            print(format_table(shown, args.all_metrics))
+            if comparisons:
+                print()
+                print(format_comparisons(comparisons, coincide, name))
             where = args.out if args.out is not None else target
             print(f"per-user results: {where}\n", flush=True)
     if args.out is not None:

@@ -1,0 +1,70 @@
+"""Explainers against SPINRec: paired, Holm-corrected, coinciding explainers shown once."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.stats
+
+from app.fidelity_stats import coinciding, compare_to_spinrec, format_comparisons, verdict
+from explainers.fidelity import METRICS
+
+
+def table(values: dict[str, np.ndarray]) -> pl.DataFrame:
+    """A per-user fidelity table: every metric of an explainer equals its given values."""
+    frames = []
+    for name, v in values.items():
+        frames.append(
+            pl.DataFrame(
+                {
+                    "explainer": name,
+                    "user": np.arange(len(v)),
+                    **{m: v.astype(np.float64) for m in METRICS},
+                }
+            )  # fmt: skip
+        )
+    return pl.concat(frames)
+
+
+@pytest.fixture()
+def per_user() -> pl.DataFrame:
+    rng = np.random.default_rng(0)
+    spin = rng.uniform(0.2, 0.4, 200)
+    ig = spin + rng.normal(0, 0.05, spin.shape[0])  # no real difference
+    return table(
+        {
+            "spinrec": spin,
+            "spinrec_best_of_kappa": spin - 0.01,
+            "ig_zero": ig,
+            "grad_x_input": ig.copy(),  # the same explainer under another name
+            "random": spin + 0.2 + rng.normal(0, 0.05, spin.shape[0]),  # clearly higher
+        }
+    )
+
+
+def test_coinciding_explainers_are_found(per_user: pl.DataFrame) -> None:
+    assert coinciding(per_user) == [("ig_zero", "grad_x_input")]
+
+
+def test_comparisons_are_paired_corrected_and_named_only_when_significant(
+    per_user: pl.DataFrame,
+) -> None:
+    metrics = ("del_auc", "ins_auc")
+    results = compare_to_spinrec(per_user, metrics)
+    assert [(r.b, r.metric) for r in results] == [
+        ("ig_zero", "del_auc"), ("random", "del_auc"), ("ig_zero", "ins_auc"), ("random", "ins_auc")
+    ]  # fmt: skip
+    spin = per_user.filter(pl.col("explainer") == "spinrec")["del_auc"].to_numpy()
+    rand = per_user.filter(pl.col("explainer") == "random")["del_auc"].to_numpy()
+    by = {(r.b, r.metric): r for r in results}
+    assert by["random", "del_auc"].p_t == pytest.approx(scipy.stats.ttest_rel(rand, spin).pvalue)
+    assert all(r.family == 4 for r in results)
+    raw = sorted(r.p_t for r in results)
+    assert min(r.p_holm for r in results) == pytest.approx(min(1.0, 4 * raw[0]))
+    assert verdict(by["random", "del_auc"]) == "spinrec better"  # del: lower is better
+    assert verdict(by["random", "ins_auc"]) == "random better"  # ins: higher is better
+    assert verdict(by["ig_zero", "del_auc"]) == "no significant difference"
+    text = format_comparisons(results, coinciding(per_user), "mf")
+    assert "grad_x_input gives the same per-user results as ig_zero" in text
+    assert "over the same 200 users" in text
