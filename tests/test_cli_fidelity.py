@@ -40,7 +40,11 @@ def test_json_lines_parquet_and_run_reuse(tmp_path: Path, capsys, monkeypatch):
         capsys, *common, "--explainers", "spinrec,random,cosine", "--kappa", "4", "--json"
     )
     assert code == 0
-    lines = [json.loads(line) for line in out.strip().splitlines()]
+    every = [json.loads(line) for line in out.strip().splitlines()]
+    lines = [r for r in every if r.get("kind") != "comparison"]
+    comparisons = [r for r in every if r.get("kind") == "comparison"]
+    assert {(c["a"], c["b"]) for c in comparisons} == {("spinrec", "cosine"), ("spinrec", "random")}
+    assert all(c["n_users"] == 4 and len(c["ci95"]) == 2 and "verdict" in c for c in comparisons)
     assert [r["explainer"] for r in lines] == [
         "spinrec",
         "spinrec_best_of_kappa",
