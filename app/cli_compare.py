@@ -104,6 +104,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"{label} ({s.dataset})" for label, s in zip(labels, summaries, strict=True)
         )
         raise ReclensError(f"the runs are on different datasets: {which}")
+    splits = {str(s.config.fingerprint.get("train_sha256", "")) for s in summaries}
+    if len(splits) > 1:
+        which = ", ".join(
+            f"{label} (split seed {s.seed}, {s.protocol})"
+            for label, s in zip(labels, summaries, strict=True)
+        )
+        raise ReclensError(
+            f"the runs were trained on different splits of {datasets.pop()} (their training "
+            f"data differ), so their per-user results are not paired: {which}; compare runs "
+            "of the same split seed and protocol"
+        )
     tables = {
         label: read_table(s.path, PER_USER) for label, s in zip(labels, summaries, strict=True)
     }

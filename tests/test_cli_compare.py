@@ -20,7 +20,8 @@ SYNTHETIC = {"n_users": 150, "n_items": 120, "n_interactions": 3000, "seed": 3}
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """pop, itemknn, ease on one synthetic dataset; pop on a renamed copy and on fewer users."""
+    """pop, itemknn, ease on one synthetic dataset; pop on a renamed copy, on another split
+    seed and on fewer users."""
     from engine.pipeline import train_run
 
     root = tmp_path_factory.mktemp("runs")
@@ -29,6 +30,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[model] = train_run("synthetic", model, load_options=SYNTHETIC, out=root, device="cpu")
     renamed = dataclasses.replace(generate(**SYNTHETIC), name="synthetic-copy")
     out["other_dataset"] = train_run(renamed, "pop", out=root, device="cpu")
+    out["other_seed"] = train_run(
+        "synthetic", "pop", seed=1, load_options=SYNTHETIC, out=root, device="cpu"
+    )
     fewer = {**SYNTHETIC, "n_users": 120}
     out["fewer_users"] = train_run("synthetic", "pop", load_options=fewer, out=root, device="cpu")
     return {name: Path(result.run_dir) for name, result in out.items()}
@@ -107,7 +111,8 @@ def test_all_pairs(runs: dict[str, Path], capsys) -> None:
     ("names", "extra", "message"),
     [
         (("pop", "other_dataset"), [], "different datasets"),
-        (("pop", "fewer_users"), [], "different users: 30 only in"),
+        (("pop", "fewer_users"), [], "trained on different splits of synthetic"),
+        (("pop", "other_seed"), [], "(split seed 1, random)"),
         (("pop", "itemknn"), ["--metric", "ndcg@5"], "unknown metric 'ndcg@5': available"),
         (("pop",), [], "at least two runs"),
         (("pop", "pop"), [], "listed twice"),
