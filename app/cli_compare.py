@@ -118,6 +118,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     tables = {
         label: read_table(s.path, PER_USER) for label, s in zip(labels, summaries, strict=True)
     }
+    for label, table in tables.items():
+        if "user" not in table.columns or not table["user"].dtype.is_integer():
+            raise ReclensError(f"{label}: the per-user table has no integer user column")
     common = [c for c in next(iter(tables.values())).columns if c not in ID_COLUMNS]
     common = [c for c in common if all(c in t.columns for t in tables.values())]
     if args.metric not in common:

@@ -18,6 +18,19 @@ from data.errors import DataError
 Dedup = Literal["first", "last", "max"]
 
 
+def _check_options(threshold: object, *k_cores: object) -> None:
+    """Preparation options of the right types (they may come from a run's config.json)."""
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not np.isfinite(threshold)
+    ):
+        raise DataError(f"the rating threshold must be a finite number, got {threshold!r}")
+    for k in k_cores:
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+            raise DataError(f"k-core sizes must be whole numbers >= 0, got {k!r}")
+
+
 def prepare(
     ds: Dataset,
     threshold: float | None = None,
@@ -37,6 +50,7 @@ def prepare(
     """
     if dedup not in ("first", "last", "max"):
         raise DataError(f"unknown duplicate policy {dedup!r}: use first, last or max")
+    _check_options(threshold, min_user_interactions, min_item_interactions)
     inter = ds.interactions.with_row_index("_row")
     if threshold is not None:
         inter = inter.filter(pl.col("rating").is_null() | (pl.col("rating") >= threshold))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from data import download, load
@@ -368,6 +369,15 @@ def _config_edit(edit: Callable[[dict], None]) -> Callable[[bytes], bytes]:
     return change
 
 
+def _parquet_edit(edit: Callable[[pl.DataFrame], pl.DataFrame]) -> Callable[[bytes], bytes]:
+    def change(raw: bytes) -> bytes:
+        out = io.BytesIO()
+        edit(pl.read_parquet(io.BytesIO(raw))).write_parquet(out)
+        return out.getvalue()
+
+    return change
+
+
 def _raise(mp: pytest.MonkeyPatch, target: str, error: BaseException) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise error
@@ -627,6 +637,20 @@ CASES = [
         "negative split seed",
         _tamper("config.json", _config_edit(lambda c: c["split"].update(seed=-1))),
         "split seed",
+    ),  # fmt: skip
+    Case(
+        "threshold as text",
+        _tamper("config.json", _config_edit(lambda c: c["prepare"].update(threshold="x"))),
+        "finite number",
+    ),  # fmt: skip
+    Case(
+        "per-user ids as text",
+        _tamper(
+            "per_user_metrics.parquet",
+            _parquet_edit(lambda t: t.with_columns(t["user"].cast(str))),
+            compare=True,
+        ),
+        "integer user",
     ),  # fmt: skip
     Case("nested metrics", _tamper("metrics.json", NESTED), "nested too deeply"),
     Case("metrics list", _tamper("metrics.json", b"[]"), "expected a JSON object"),
