@@ -577,8 +577,11 @@ def save(run: Run, result: BeyondResult, dataset: Dataset) -> None:
 
 
 def store(run: Run, dataset: Dataset, split: Split) -> BeyondResult:
-    """Compute the run's beyond-accuracy metrics at :data:`STORED_K` and store them."""
-    result = run_metrics(run, dataset, split, k=min(STORED_K, dataset.n_items))
+    """Compute the run's beyond-accuracy metrics at :data:`STORED_K` and store them (K capped at
+    the shortest stored list: in a small catalogue a user may have fewer unseen items)."""
+    sizes = run.recommendations().group_by("user").len()["len"]
+    shortest = int(sizes.min()) if sizes.len() else STORED_K  # type: ignore[arg-type]
+    result = run_metrics(run, dataset, split, k=max(1, min(STORED_K, dataset.n_items, shortest)))
     save(run, result, dataset)
     return result
 

@@ -784,6 +784,22 @@ def test_fewer_items_than_k_caps_the_lists_and_says_so(
     assert metrics["test"]["recall@20"] == pytest.approx(1.0)
 
 
+def test_a_catalogue_smaller_than_every_k_is_saved(
+    tmp_path: Path, tmp_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "six.csv"
+    rows = [f"{u},{(u * 3 + j) % 6}" for u in range(40) for j in range(4)]
+    path.write_text("user,item\n" + "\n".join(rows) + "\n")
+    code, out, err = _run_cli(
+        ["train", "--dataset", str(path), "--model", "ease", "--quiet"], capsys
+    )
+    assert code == 0, err
+    assert "fewer than K=10, 20" in out
+    run_dir = Path(out.strip().splitlines()[-1].split(": ", 1)[1])
+    code, out, err = _run_cli(["metrics", "--run", str(run_dir), "--k", "2", "--json"], capsys)
+    assert code == 0 and json.loads(out)["k"] == 2, err
+
+
 def test_presplit_users_without_training_items_are_counted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
