@@ -16,8 +16,8 @@ import re
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
+from markup_data import GENRE, PAYLOAD, TITLE, build_markup_runs
 
 from app.dashboard.app import Page, load_extensions
 from app.dashboard.engine_service import EngineService
@@ -30,45 +30,9 @@ from app.dashboard.views.common import (
 )
 from data.errors import ReclensError
 
-PAYLOAD = "<img src=x onerror=alert(1)>"
-TITLE = "<script>alert(2)</script><b>Bold</b> [x](javascript:alert(3))"
-GENRE = "<i onmouseover=alert(4)>genre</i>"
 INJECTED = re.compile(r"<(img|script|b|i|svg|iframe|a)\b", re.IGNORECASE)
 """An element or link that one of the payloads would create if it were read as markup."""
 DASHBOARD = Path(__file__).resolve().parents[1] / "app" / "dashboard"
-
-
-def write_markup_dataset(folder: Path) -> tuple[Path, Path]:
-    """A CSV dataset (60 users, 40 items) whose first user id, first titles and a genre are
-    markup: ``interactions.csv`` and ``items.csv``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    users = [PAYLOAD] + [f"u{k}" for k in range(1, 60)]
-    rows = ["user,item,rating,timestamp"]
-    for u, user in enumerate(users):
-        for item in rng.choice(40, size=12, replace=False):
-            rows.append(f"{user},{int(item)},{1 + (u + int(item)) % 5},{1000 + u * 40 + int(item)}")
-    (folder / "interactions.csv").write_text("\n".join(rows) + "\n")
-    items = ["item,title,genres"]
-    for i in range(40):
-        title = TITLE if i < 20 else f"Film {i}"
-        items.append(f'{i},"{title}",{GENRE if i % 2 else "Drama"}')
-    (folder / "items.csv").write_text("\n".join(items) + "\n")
-    return folder / "interactions.csv", folder / "items.csv"
-
-
-def build_markup_runs(root: Path) -> Path:
-    """An ease run on the markup dataset, in ``root/runs``."""
-    from engine.pipeline import train_run
-
-    runs = root / "runs"
-    if not (runs / ".ready").exists():
-        inter, items = write_markup_dataset(root / "markup-data")
-        train_run(
-            str(inter), "ease", device="cpu", out=runs, load_options={"items_path": str(items)}
-        )
-        (runs / ".ready").write_text("ok")
-    return runs
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from app.dashboard.state import TABS, Selection
 from app.dashboard.views.common import (
     MessagePane,
     TabView,
+    divider,
     error_pane,
     friendly,
     hide_paths,
@@ -365,12 +366,12 @@ class Page:
             self.dataset_select,
             self.run_select,
             self.compare,
-            pn.layout.Divider(),
+            divider(),
             self.user_input,
             self.title_input,
             self.title_users,
             self.k_slider,
-            pn.layout.Divider(),
+            divider(),
             export_button(self.service, self.state),
             markdown(
                 md(

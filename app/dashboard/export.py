@@ -1,10 +1,14 @@
-"""Export the selected user's views to one standalone HTML file (works offline)."""
+"""Export the selected user's views to one standalone HTML file (works offline: every script,
+stylesheet and image is inside the file; opening it makes no request)."""
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import logging
+import mimetypes
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,6 +16,7 @@ from typing import Any
 import holoviews as hv
 import panel as pn
 from bokeh.resources import INLINE
+from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
 
 from app.dashboard.engine_service import EngineService
 from app.dashboard.plots import diffusion as diffusion_plots
@@ -113,8 +118,30 @@ def export_html(service: EngineService, state: Selection) -> io.BytesIO:
     with tempfile.TemporaryDirectory(prefix="reclens-export-") as tmp:
         path = Path(tmp) / "export.html"
         view.save(str(path), resources=INLINE, embed=True, title=f"RecLens user {state.user}")
-        data = path.read_bytes()
-    return io.BytesIO(data)
+        text = path.read_text(encoding="utf-8")
+    return io.BytesIO(standalone(text).encode("utf-8"))
+
+
+_PANEL_FILE = re.compile(
+    rf"(?:{re.escape(CDN_DIST)}|(?<=[\"'])\.?/?{re.escape(LOCAL_DIST)})"
+    r"([\w@./+-]+?)(?:\?v=[\w.]+)?(?=[\"'\\\s)])"
+)
+
+
+def standalone(page: str) -> str:
+    """``page`` with every link to a file of Panel (on its CDN, or on the server that made the
+    page: component stylesheets, the design's scripts, icons) replaced by a ``data:`` URL of
+    the same file from the installed Panel, so the file needs no network. Bokeh's own scripts
+    are already inline."""
+
+    def inline(match: re.Match[str]) -> str:
+        path = (DIST_DIR / match.group(1)).resolve()
+        if not path.is_file() or DIST_DIR.resolve() not in path.parents:
+            return match.group(0)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+    return _PANEL_FILE.sub(inline, page)
 
 
 def export_button(service: EngineService, state: Selection) -> pn.widgets.FileDownload:

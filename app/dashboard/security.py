@@ -38,8 +38,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
         # Bokeh renders each document with an inline <script> (the document's JSON and the
-        # call that embeds it) and Panel adds inline handlers, so inline scripts are needed.
-        "script-src 'self' 'unsafe-inline'",
+        # call that embeds it); its renderer compiles code from strings (EvalError without
+        # 'unsafe-eval': nothing is drawn), and Panel loads its module shim as a blob: script.
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
         # Bokeh and Panel style their components with inline <style> elements and style
         # attributes (in shadow roots), which CSP counts as inline styles.
         "style-src 'self' 'unsafe-inline'",

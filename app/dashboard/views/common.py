@@ -92,6 +92,12 @@ def markdown(text: object = "", **params: Any) -> TextPane:
     return TextPane(text, **params)
 
 
+def divider() -> TextPane:
+    """A horizontal rule. (Panel's ``Divider`` builds its model without the page's resource
+    settings, so its stylesheet could point at Panel's CDN.)"""
+    return TextPane(md("---"), margin=(0, 10))
+
+
 def caption(text: object) -> TextPane:
     """The one-line caption under a plot: what it shows and how to read it."""
     return TextPane(text, css_classes=["reclens-caption"], margin=(0, 10, 12, 10))

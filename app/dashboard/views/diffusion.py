@@ -19,6 +19,7 @@ from app.dashboard.plots import diffusion as plots
 from app.dashboard.views.common import (
     TabView,
     caption,
+    divider,
     guarded,
     hv_pane,
     live,
@@ -277,7 +278,7 @@ class DiffusionView(TabView):
             markdown(md("### DiffRec: how the recommendation emerges, step by step")),
             fan,
             live(self.trajectory_panel),
-            pn.layout.Divider(),
+            divider(),
             markdown(md("### Teaching diffusion in 2-D")),
             toy_controls,
             live(self.toy_panel),
