@@ -3,9 +3,10 @@
 Each command group lives in its own module exposing ``register(subparsers)``, which adds its
 parsers and sets ``func`` on them. Every failure ends in one line on stderr:
 
-- user mistakes (bad arguments, bad data, a tampered run, a full disk) exit with status 2:
-  argparse errors through :class:`OneLineParser`, :class:`data.errors.ReclensError` and
-  :class:`OSError` in :func:`main`;
+- user mistakes (bad arguments, bad data, a tampered run, a full disk, an input too large for
+  the memory) exit with status 2: argparse errors through :class:`OneLineParser`,
+  :class:`data.errors.ReclensError`, :class:`OSError`, :class:`MemoryError` and
+  :class:`RecursionError` in :func:`main`;
 - Ctrl-C exits with status 130;
 - anything else is a bug: status 1 and a hint to rerun with ``--debug``, which shows the
   traceback instead.
@@ -87,6 +88,10 @@ def _run(argv: list[str]) -> int:
             raise
         where = f"{err.filename}: " if err.filename else ""
         return _fail(f"{where}{err.strerror or err}", 2)
+    except MemoryError as err:  # the input asks for more memory than the machine has
+        if debug:
+            raise
+        return _fail(f"out of memory: the input is too large for this machine ({err})", 2)
     except RecursionError as err:  # deeply nested input reached the interpreter's limit
         if debug:
             raise

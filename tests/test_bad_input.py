@@ -478,6 +478,13 @@ def _out_is_a_file(folder: Path, mp: pytest.MonkeyPatch) -> list[str]:
     return ["--out", "/etc/passwd"]
 
 
+def _out_of_memory(folder: Path, mp: pytest.MonkeyPatch) -> list[str]:
+    # what numpy raises for n_items=99999999999 (simulated: some machines overcommit memory)
+    error = MemoryError("Unable to allocate 745. GiB for an array with shape (99999999999,)")
+    _raise(mp, "data.synthetic.generate", error)
+    return ["--no-save", "--data-option", "n_items=99999999999"]
+
+
 def _interrupted(folder: Path, mp: pytest.MonkeyPatch) -> list[str]:
     _raise(mp, "engine.pipeline.fit", KeyboardInterrupt())
     return ["--no-save"]
@@ -559,6 +566,7 @@ CASES = [
     Case("no --dataset", lambda f, r, m: ["train", "--model", "pop"], "--dataset"),
     Case("unknown command", lambda f, r, m: ["trian"], "invalid choice: 'trian'"),
     # train: the data and the disk
+    Case("too large for memory", _train_then(_out_of_memory), "out of memory"),
     Case("pre-split, no test user trained", _presplit, "10 have no training items"),
     Case("--out /etc/passwd", _train_then(_out_is_a_file), "cannot write run folders there"),
     Case("--out not writable", _train_then(_not_writable), "Permission denied"),
