@@ -138,3 +138,17 @@ def test_a_failing_job_reports_one_line(tmp_path: Path) -> None:
     job.thread.join(timeout=120)
     assert job.status == "failed" and "n_users must be positive" in job.message
     assert "\n" not in job.message and saved == []
+
+
+def test_a_child_that_dies_ends_the_job_as_failed(tmp_path: Path) -> None:
+    jobs, saved = _jobs(tmp_path)
+    job = jobs.start(
+        "synthetic", "mf", epochs=1000, train_options={"patience": 0}, load_options=TINY
+    )
+    _wait_for_report(job)
+    assert job.process is not None
+    job.process.kill()  # e.g. the out-of-memory killer
+    assert job.thread is not None
+    job.thread.join(timeout=30)
+    assert job.status == "failed" and "the training process ended" in job.message
+    assert saved == [] and _runs(tmp_path) == []

@@ -261,24 +261,39 @@ class TrainingJobs:
         return options
 
     def _monitor(self, job: TrainingJob, process: BaseProcess, messages: Any) -> None:
-        """Copy the child's messages onto ``job`` until the child has ended."""
+        """Copy the child's messages onto ``job`` until the child has ended; whatever happens
+        here, the job ends with a final status and the child is gone."""
+        try:
+            self._follow(job, process, messages)
+        except Exception as err:  # noqa: BLE001 - reported on the page, never raised
+            traceback.print_exc()
+            job.status, job.message = "failed", f"lost track of the training process ({err})"
+        finally:
+            if process.is_alive():
+                process.kill()
+
+    def _follow(self, job: TrainingJob, process: BaseProcess, messages: Any) -> None:
         cancelled_at: float | None = None
         final: tuple[str, Any] | None = None
         while final is None:
+            if job.cancel.is_set():
+                cancelled_at = cancelled_at or time.monotonic()
+                late = time.monotonic() - cancelled_at > self.limits.grace_seconds
+                if late and process.is_alive():
+                    process.terminate()
+                    process.join(5.0)
             try:
                 kind, payload = messages.get(timeout=0.2)
             except queue.Empty:
                 if not process.is_alive():
                     final = self._drain(job, messages) or (
-                        "failed",
-                        f"the training process ended unexpectedly (exit code {process.exitcode})",
+                        ("cancelled", "")
+                        if job.cancel.is_set()
+                        else (
+                            "failed",
+                            f"the training process ended (exit code {process.exitcode})",
+                        )
                     )
-                elif job.cancel.is_set():
-                    cancelled_at = cancelled_at or time.monotonic()
-                    if time.monotonic() - cancelled_at > self.limits.grace_seconds:
-                        process.terminate()
-                        process.join(5.0)
-                        final = self._drain(job, messages) or ("cancelled", "")
                 continue
             if kind == "epoch":
                 job.report(payload)
