@@ -1,201 +1,231 @@
-"""SPINRec speed on the ml-100k Mult-VAE model, on the CPU.
+"""SPINRec speed against captum's fairest configuration, on ml-100k models, on the CPU.
 
-Prints:
+For each model (mf, multvae and neumf by default) and each repeat, over the same sampled test
+users, prints the median wall time per user of:
 
-1. the median latency of one SPINRec explanation (kappa 16, J 16, path selection included)
-   over sampled test users (target: at most 50 ms);
-2. the speed ratio against captum's ``IntegratedGradients`` doing the same kappa x J work one
-   baseline at a time (16 ``attribute`` calls of ``n_steps=16``, ``method="riemann_right"``,
-   ``internal_batch_size=16``: one forward and backward pass of 16 rows per baseline; same
-   baselines, target and forward function ``probability(model(x))``; warmed up like SPINRec;
-   no path selection), with the largest difference between captum's attributions and
-   SPINRec's candidate maps as a correctness check (target: at least 10x faster). The ratio
-   uses the whole SPINRec explanation (path selection included: more work than captum's);
-   the ratio of SPINRec's path integration alone (``path_gradients`` over the same 16
-   baselines, which also scores the baselines for the path curve) is printed beside it;
-3. the wall time of explaining every ml-100k test user with SPINRec, batched (target: under
-   60 s).
+1. SPINRec's whole explanation (kappa 16, J 16, path selection included), using the model's
+   declared shortcuts (``score_items``, the linear first layer; see :mod:`explainers.base`);
+2. captum's ``IntegratedGradients`` at its best: all 16 baselines in one ``attribute`` call
+   (``n_steps=16``, ``method="riemann_right"``, ``internal_batch_size=16 * 16``: one forward
+   and backward pass of 256 rows; same baselines, target and forward function
+   ``probability(model(x))``; no path selection);
+3. captum called once per baseline (16 calls of 16 rows), the configuration of earlier benches;
 
-Latencies are wall-clock medians; the CPU time of the process (all its threads) is printed
-beside them, with the load averages before and after, because the machine may be shared.
+with the ratios of 2 and 3 over 1 (targets: at least 1.5x over the batched call on multvae,
+at least 10x on mf and neumf). Correctness is printed beside them: the largest difference
+between captum's attributions and SPINRec's candidate maps, relative to the largest
+attribution (target: at most 1e-6), and the share of users whose chosen path differs from
+SPINRec run on the bare model (``forward`` only, every shortcut hidden; target: none), with the
+largest relative difference between the two SPINRec maps.
 
-The model is the newest saved ``multvae`` run on ml-100k with seed 0 under
-``$RECLENS_HOME/runs`` (or ``--run DIR``); without one it is trained through the pipeline.
+Then, for multvae, the wall time of explaining every test user with SPINRec, batched (target:
+under 60 s). Load averages are printed before and after, because the machine may be shared.
+
+Each model is the newest saved run on ml-100k with seed 0 under ``$RECLENS_HOME/runs`` (or
+``--run NAME=DIR``), opened with :meth:`engine.session.OpenRun.open`; without one it is trained
+through the pipeline.
 Run: ``RECLENS_DATA=/work/shared/data .venv/bin/python bench/explain_bench.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from data.errors import ReclensError
 from engine.contract import Recommender
-from engine.pipeline import load_context, train_run
-from engine.runs import load_run, runs_root
+from engine.pipeline import train_run
+from engine.runs import runs_root
+from engine.session import OpenRun
 from explainers.base import top1_outside
-from explainers.spinrec import SpinRec, path_gradients
+from explainers.spinrec import SpinRec, SpinRecExplanation
 
-DATASET, MODEL, SEED = "ml-100k", "multvae", 0
+DATASET, SEED, KAPPA, STEPS = "ml-100k", 0, 16, 16
+MODELS: tuple[str, ...] = ("mf", "multvae", "neumf")
+TARGETS: dict[str, float] = {"mf": 10.0, "multvae": 1.5, "neumf": 10.0}
 
 
-def get_model(run: str | None) -> tuple[Recommender, object, Path]:
-    """The Mult-VAE model (CPU, eval mode), its split and its run folder."""
-    if run is None:
+class Bare(nn.Module):
+    """A model seen through ``forward`` and its link only: every shortcut hidden."""
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+        self.n_items = model.n_items
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def probability(self, scores: Tensor) -> Tensor:
+        return self.model.probability(scores)
+
+
+def open_run(name: str, path: str | None) -> OpenRun:
+    """The run of model ``name`` on ml-100k: ``path``, the newest saved one, or a new one."""
+    if path is None:
         from app.cli_fidelity import find_run
 
-        found = find_run(runs_root(), DATASET, MODEL, SEED, "random", {})
+        found = find_run(runs_root(), DATASET, name, SEED, "random", {})
         if found is None:
-            print(f"no {MODEL} run on {DATASET}: training one", file=sys.stderr)
-            result = train_run(DATASET, MODEL, seed=SEED, device="cpu")
-            found = result.run_dir
-        run = str(found)
-    loaded = load_run(run, device="cpu")
-    _, split = load_context(loaded)
-    return loaded.model.eval(), split, Path(run)
+            print(f"no {name} run on {DATASET}: training one", file=sys.stderr)
+            found = train_run(DATASET, name, seed=SEED, device="cpu").run_dir
+        path = str(found)
+    return OpenRun.open(path, device="cpu")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", help="run folder of the multvae model (default: find or train)")
-    parser.add_argument("--users", type=int, default=60, help="users timed for latency (60)")
-    parser.add_argument("--captum-users", type=int, default=15, help="users timed with captum")
-    parser.add_argument("--batch-users", type=int, default=8, help="users per batched pass (8)")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        model, split, run_dir = get_model(args.run)
-    except ReclensError as err:
-        print(f"explain_bench: {err}", file=sys.stderr)
-        return 2
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall milliseconds of ``fn()`` and its result."""
+    start = time.perf_counter()
+    out = fn()
+    return 1000 * (time.perf_counter() - start), out
+
+
+def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[str, object]:
+    """Time SPINRec and both captum configurations on ``n_users`` test users, ``repeats`` times."""
     from captum.attr import IntegratedGradients
 
-    train = split.train
-    users = split.eval_users("test")
-    rng = np.random.default_rng(SEED)
-    sample = rng.choice(users, size=min(args.users, users.shape[0]), replace=False)
-    spin = SpinRec(train, kappa=16, steps=16)
+    model = opened.model.eval()
+    train = opened.split.train
+    users = opened.split.eval_users("test")
+    sample = np.random.default_rng(SEED).choice(
+        users, size=min(n_users, users.shape[0]), replace=False
+    )
+    spin = SpinRec(train, kappa=KAPPA, steps=STEPS)
+    ig = IntegratedGradients(lambda inp: model.probability(model(inp)))
 
-    def row(u: int) -> torch.Tensor:
+    def row(u: int) -> Tensor:
         return torch.from_numpy(train[int(u)].toarray()[0])
 
-    load_before = os.getloadavg()
-    for u in sample[:3]:  # warm-up
-        spin.explain(model, row(u), user=int(u))
+    def captum_batched(x: Tensor, baselines: Tensor, target: int) -> Tensor:
+        attr = ig.attribute(
+            x[None].expand(KAPPA, -1),
+            baselines=baselines,
+            target=target,
+            n_steps=STEPS,
+            method="riemann_right",
+            internal_batch_size=KAPPA * STEPS,
+        )
+        return (attr * x).detach()
 
-    # 1. latency of one explanation
-    latencies, cpu = [], []
-    for u in sample:
-        x = row(u)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        spin.explain(model, x, user=int(u))
-        latencies.append(1000 * (time.perf_counter() - start))
-        cpu.append(1000 * (time.process_time() - cpu_start))
-    median_ms = statistics.median(latencies)
-
-    # 2. against captum, one baseline at a time (same baselines, target, steps)
-    def forward(inp: torch.Tensor) -> torch.Tensor:
-        return model.probability(model(inp))
-
-    ig = IntegratedGradients(forward)
-
-    def captum_maps(x: torch.Tensor, baselines: torch.Tensor, target: int) -> torch.Tensor:
+    def captum_loop(x: Tensor, baselines: Tensor, target: int) -> Tensor:
         maps = []
         for b in baselines:
             attr = ig.attribute(
                 x[None],
                 baselines=b[None],
                 target=target,
-                n_steps=16,
+                n_steps=STEPS,
                 method="riemann_right",
-                internal_batch_size=16,
+                internal_batch_size=STEPS,
             )
             maps.append((attr[0] * x).detach())
         return torch.stack(maps)
 
-    warm = spin.explain(model, row(sample[0]), user=int(sample[0]))
-    captum_maps(row(sample[0]), torch.from_numpy(train[warm.baseline_users].toarray()), warm.target)
-    ours, ours_path, theirs, max_diff = [], [], [], 0.0
-    for u in sample[: args.captum_users]:
+    # correctness, once per user: captum's maps, and SPINRec on the bare model
+    bare = Bare(model).eval()  # (a new module is in training mode: eval_mode would restore it)
+    cases: list[tuple[Tensor, Tensor, SpinRecExplanation]] = []
+    max_rel, max_rel_bare, differ = 0.0, 0.0, 0
+    for u in sample:
         x = row(u)
-        start = time.perf_counter()
         exp = spin.explain(model, x, user=int(u))
-        ours.append(1000 * (time.perf_counter() - start))
+        ref = spin.explain(bare, x, user=int(u))
+        assert isinstance(exp, SpinRecExplanation) and isinstance(ref, SpinRecExplanation)
         baselines = torch.from_numpy(train[exp.baseline_users].toarray())
-        t = torch.tensor([exp.target])
-        start = time.perf_counter()
-        path_gradients(model, x[None], baselines[None], t, steps=16, rule="right")
-        ours_path.append(1000 * (time.perf_counter() - start))
-        start = time.perf_counter()
-        maps = captum_maps(x, baselines, exp.target)
-        theirs.append(1000 * (time.perf_counter() - start))
-        max_diff = max(max_diff, float(np.abs(maps.numpy()[:, exp.items] - exp.candidates).max()))
-    ratio = statistics.median(theirs) / statistics.median(ours)
-    ratio_path = statistics.median(theirs) / statistics.median(ours_path)
+        maps = captum_batched(x, baselines, exp.target).double().numpy()[:, exp.items]
+        scale = max(float(np.abs(maps).max()), 1e-30)
+        max_rel = max(max_rel, float(np.abs(maps - exp.candidates).max()) / scale)
+        max_rel_bare = max(
+            max_rel_bare, float(np.abs(ref.candidates - exp.candidates).max()) / scale
+        )
+        differ += int(ref.chosen != exp.chosen)
+        cases.append((x, baselines, exp))
 
-    # 3. every test user, batched
-    spin_all = SpinRec(train, kappa=16, steps=16, batch_users=args.batch_users)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    xs = torch.from_numpy(train[users].toarray())
-    targets = top1_outside(model, xs)
-    explanations = spin_all.explain_batch(model, xs, targets, users=users.tolist(), seed=SEED)
-    wall_s = time.perf_counter() - start
-    cpu_s = time.process_time() - cpu_start
-
-    result = {
-        "run": str(run_dir),
-        "threads": torch.get_num_threads(),
-        "load_before": list(load_before),
-        "load_after": list(os.getloadavg()),
-        "median_ms": median_ms,
-        "p90_ms": float(np.percentile(latencies, 90)),
-        "median_cpu_ms": statistics.median(cpu),
-        "captum_median_ms": statistics.median(theirs),
-        "spinrec_median_ms_same_users": statistics.median(ours),
-        "spinrec_path_only_median_ms": statistics.median(ours_path),
-        "speedup_vs_captum": ratio,
-        "speedup_vs_captum_path_only": ratio_path,
-        "captum_max_abs_diff": max_diff,
-        "all_users": len(explanations),
-        "all_users_wall_s": wall_s,
-        "all_users_cpu_s": cpu_s,
+    x0, b0, e0 = cases[0]  # warm-up of every method
+    spin.explain(model, x0, user=int(sample[0]))
+    captum_batched(x0, b0, e0.target)
+    captum_loop(x0, b0, e0.target)
+    rounds = []
+    for _ in range(repeats):
+        ours, batched, loop = [], [], []
+        for (x, baselines, exp), u in zip(cases, sample, strict=True):
+            ours.append(timed(lambda x=x, u=u: spin.explain(model, x, user=int(u)))[0])
+            batched.append(timed(lambda x=x, b=baselines, t=exp.target: captum_batched(x, b, t))[0])
+            loop.append(timed(lambda x=x, b=baselines, t=exp.target: captum_loop(x, b, t))[0])
+        rounds.append(tuple(statistics.median(v) for v in (ours, batched, loop)))
+    return {
+        "rounds": rounds,
+        "max_rel": max_rel,
+        "max_rel_bare": max_rel_bare,
+        "differ": differ,
+        "users": len(cases),
     }
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    load = " ".join(f"{v:.2f}" for v in load_before)
-    load_end = " ".join(f"{v:.2f}" for v in result["load_after"])
-    print(f"run: {run_dir} (CPU, {result['threads']} torch threads)")
-    print(f"load average before: {load}; after: {load_end}")
-    print(
-        f"SPINRec (kappa 16, J 16, path selection included), {len(latencies)} users: median "
-        f"{median_ms:.1f} ms (CPU {result['median_cpu_ms']:.1f} ms), p90 "
-        f"{result['p90_ms']:.1f} ms  [target <= 50 ms]"
-    )
-    print(
-        f"captum IntegratedGradients, 16 baselines one at a time, {len(theirs)} users: median "
-        f"{result['captum_median_ms']:.1f} ms vs SPINRec "
-        f"{result['spinrec_median_ms_same_users']:.1f} ms -> {ratio:.1f}x faster  "
-        f"[target >= 10x]; path integration alone "
-        f"{result['spinrec_path_only_median_ms']:.1f} ms -> {ratio_path:.1f}x; "
-        f"max |captum - SPINRec| = {max_diff:.2e}"
-    )
-    print(
-        f"all {len(explanations)} test users explained with SPINRec in {wall_s:.1f} s "
-        f"({1000 * wall_s / max(len(explanations), 1):.1f} ms each, CPU {cpu_s:.1f} s)  "
-        f"[target < 60 s]"
-    )
+
+
+def all_users(opened: OpenRun, batch_users: int) -> tuple[int, float]:
+    """Every test user explained by SPINRec, batched: (users, wall seconds)."""
+    model = opened.model.eval()
+    train = opened.split.train
+    users = opened.split.eval_users("test")
+    spin = SpinRec(train, kappa=KAPPA, steps=STEPS, batch_users=batch_users)
+    start = time.perf_counter()
+    xs = torch.from_numpy(train[users].toarray())
+    explanations = spin.explain_batch(model, xs, top1_outside(model, xs), users=users.tolist())
+    return len(explanations), time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="models (mf,multvae,neumf)")
+    parser.add_argument("--run", action="append", default=[], help="NAME=DIR: a run folder")
+    parser.add_argument("--users", type=int, default=20, help="test users timed (20)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats (3)")
+    parser.add_argument("--batch-users", type=int, default=8, help="users per batched pass (8)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-all-users", action="store_true", help="skip the all-users run")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = dict(item.split("=", 1) for item in args.run)
+    names = [n for n in args.models.split(",") if n]
+    print(f"CPU, {torch.get_num_threads()} torch threads; kappa {KAPPA}, J {STEPS}")
+    print("load average before: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    try:
+        opened = {n: open_run(n, paths.get(n)) for n in names}
+    except ReclensError as err:
+        print(f"explain_bench: {err}", file=sys.stderr)
+        return 2
+    for name in names:
+        res = bench_model(name, opened[name], args.users, args.repeats)
+        print(f"{name} ({opened[name].path}), {res['users']} users, median ms per user:")
+        for i, (ours, batched, loop) in enumerate(res["rounds"]):  # type: ignore[arg-type]
+            print(
+                f"  repeat {i + 1}: SPINRec (path selection included) {ours:.1f} ms; "
+                f"captum batched {batched:.1f} ms -> {batched / ours:.1f}x "
+                f"[target >= {TARGETS.get(name, 1.0):g}x]; captum per baseline {loop:.1f} ms "
+                f"-> {loop / ours:.1f}x"
+            )
+        share = 100.0 * float(res["differ"]) / float(res["users"])  # type: ignore[arg-type]
+        print(
+            f"  max |captum - SPINRec| / max |captum| = {res['max_rel']:.2e} [target <= 1e-6]; "
+            f"chosen path differs from the bare model's for {res['differ']} of {res['users']} "
+            f"users ({share:.0f}%) [target 0]; max |SPINRec - bare| / max |captum| = "
+            f"{res['max_rel_bare']:.2e}"
+        )
+    if "multvae" in opened and not args.no_all_users:
+        n, wall_s = all_users(opened["multvae"], args.batch_users)
+        print(
+            f"multvae: all {n} test users explained with SPINRec in {wall_s:.1f} s "
+            f"({1000 * wall_s / max(n, 1):.1f} ms each)  [target < 60 s]"
+        )
+    print("load average after: " + " ".join(f"{v:.2f}" for v in os.getloadavg()))
     return 0
 
 

@@ -261,6 +261,26 @@ def explanation_metrics(
     return {name: float(v[0]) for name, v in res.metrics().items()}
 
 
+def deletion_masks(
+    items: list[np.ndarray], maps: list[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The edits behind the deletion curves of several users' maps, as keep masks.
+
+    ``items[u]``: int64 [n_u]; ``maps[u]``: float [M_u, n_u]. For each user: the distinct keep
+    masks over its history items, bool [Q_u, n_u], and for each of its ``M_u * 10`` curve
+    points (map by map, fraction 0.1 .. 1.0) the index of its mask among them, int64
+    [M_u * 10].
+    """
+    out = []
+    for hist, scores in zip(items, maps, strict=True):
+        n = int(hist.shape[0])
+        pos = _positions(_check_maps(scores, n))  # [M, n]
+        c = removed_counts(n)[1:]  # [10]
+        keep = (pos[:, None, :] >= c[None, :, None]).reshape(-1, n)  # [M * 10, n]
+        out.append(unique_masks(keep))
+    return out
+
+
 def deletion_requests(
     rows: Tensor,
     targets: np.ndarray,
@@ -270,24 +290,19 @@ def deletion_requests(
     """The edited histories behind the deletion curves of several users' maps.
 
     ``rows``, ``targets``, ``items``, ``maps``: as in :func:`deletion_aucs`. Returns the
-    distinct edited histories of each user, concatenated: [Q, n_items]; for each of the
-    ``sum_u M_u * 10`` curve points (user by user, map by map, fraction 0.1 .. 1.0) the index
-    of its history among them and its target: int64 [R] twice; and ``M_u`` per user.
+    distinct edited histories of each user (:func:`deletion_masks`), concatenated:
+    [Q, n_items]; for each of the ``sum_u M_u * 10`` curve points (user by user, map by map,
+    fraction 0.1 .. 1.0) the index of its history among them and its target: int64 [R] twice;
+    and ``M_u`` per user.
     """
     parts, index, tgts, sizes = [], [], [], []
     offset = 0
-    for u in range(rows.shape[0]):
-        n = int(items[u].shape[0])
-        m = _check_maps(maps[u], n)
-        pos = _positions(m)  # [M, n]
-        c = removed_counts(n)[1:]  # [10]
-        keep = (pos[:, None, :] >= c[None, :, None]).reshape(-1, n)  # [M * 10, n]
-        unique, inverse = unique_masks(keep)
+    for u, (unique, inverse) in enumerate(deletion_masks(items, maps)):
         parts.append(edited_rows(rows[u], items[u], torch.from_numpy(unique).to(rows.device)))
         index.append(inverse + offset)
         tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
         offset += unique.shape[0]
-        sizes.append(m.shape[0])
+        sizes.append(inverse.shape[0] // (N_FRACTIONS - 1))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return rows.new_zeros((0, rows.shape[1])), empty, empty, []

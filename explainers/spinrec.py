@@ -57,9 +57,19 @@ from explainers.base import (
     user_ids,
     user_rng,
 )
-from explainers.fidelity import deletion_criteria, deletion_requests
+from explainers.fidelity import deletion_criteria, deletion_masks, deletion_requests
 
 RULES: tuple[str, ...] = ("right", "trapezoid")
+TIE_RTOL = 1e-6
+"""Criteria this close (relative) tie: float32 rounding of a mean of probabilities, which the
+exact shortcuts of :mod:`explainers.base` may change, must not change the chosen path."""
+
+
+def choose(criterion: np.ndarray) -> int:
+    """The chosen candidate for ``criterion`` [kappa]: the first whose criterion is within
+    :data:`TIE_RTOL` (relative) of the lowest."""
+    low = float(np.min(criterion))
+    return int(np.flatnonzero(criterion <= low + TIE_RTOL * abs(low))[0])
 
 
 @dataclass(kw_only=True)
@@ -71,7 +81,8 @@ class SpinRecExplanation(Explanation):
     - ``baseline_users``: int64 [kappa], the training users whose histories were the baselines;
     - ``candidates``: float64 [kappa, n_hist], every path's attribution map over ``items``;
     - ``criterion``: float64 [kappa], each candidate's deletion AUC (lower is better);
-    - ``chosen``: index of the chosen candidate (the lowest criterion, first on ties);
+    - ``chosen``: index of the chosen candidate (:func:`choose`: the lowest criterion, the
+      first among those within float32 rounding of it);
     - ``alphas``: float64 [J + 1], the path positions 0, 1/J, ..., 1;
     - ``path_probability``: float64 [kappa, J + 1], the target probability along each path
       (column 0: the baseline itself, column J: the user's history);
@@ -401,6 +412,80 @@ class SpinRec(Explainer):
                 )
         return out
 
+    def _base_requests(
+        self, base_users: list[np.ndarray], targets: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each chunk's distinct baseline users' first position among all ``U * kappa``
+        baselines, each baseline's index among them and its target: int64 [D], [U K], [U K]."""
+        flat_users = np.concatenate(base_users)
+        _, first, inverse = np.unique(flat_users, return_index=True, return_inverse=True)
+        return first, inverse.reshape(-1), np.repeat(targets, self.kappa)
+
+    def _score_dense(
+        self,
+        model: nn.Module,
+        rows: Tensor,
+        baselines: Tensor,
+        base_users: list[np.ndarray],
+        targets: np.ndarray,
+        items: list[np.ndarray],
+        maps: list[np.ndarray],
+    ) -> Tensor:
+        """Target probabilities of the baselines (right rule) then of every deletion-curve
+        point, through dense edited histories."""
+        edited, index, tgts, _ = deletion_requests(rows, targets, items, maps)
+        if self.rule == "right":
+            first, b_index, b_tgts = self._base_requests(base_users, targets)
+            base_flat = baselines.reshape(-1, baselines.shape[2])
+            edited = torch.cat([base_flat[torch.from_numpy(first).to(rows.device)], edited])
+            index = np.concatenate([b_index, index + first.shape[0]])
+            tgts = np.concatenate([b_tgts, tgts])
+        return _gather_probabilities(model, edited, index, tgts, self.chunk_size)
+
+    @torch.inference_mode()
+    def _score_first(
+        self,
+        model: nn.Module,
+        weight: Tensor,
+        rows: Tensor,
+        baselines: Tensor,
+        base_users: list[np.ndarray],
+        targets: np.ndarray,
+        items: list[np.ndarray],
+        maps: list[np.ndarray],
+    ) -> Tensor:
+        """:meth:`_score_dense` through the model's first layer ``W``: an edited history keeps
+        some history items, so its ``h`` is its keep mask times those items' rows of ``W``."""
+        h, moments, index, tgts = [], [], [], []
+        offset = 0
+        if self.rule == "right":
+            first, b_index, b_tgts = self._base_requests(base_users, targets)
+            distinct = baselines.reshape(-1, baselines.shape[2])[
+                torch.from_numpy(first).to(rows.device)
+            ]
+            h.append(distinct @ weight)
+            moments.append(row_moments(distinct))
+            index.append(b_index)
+            tgts.append(b_tgts)
+            offset = first.shape[0]
+        for u, (unique, inverse) in enumerate(deletion_masks(items, maps)):
+            cols = torch.from_numpy(items[u]).to(rows.device)
+            values = rows[u, cols]  # [n_u]
+            keep = torch.from_numpy(unique).to(rows.device, rows.dtype)  # [Q_u, n_u]
+            h.append(keep @ (values[:, None] * weight[cols]))
+            moments.append(torch.stack([keep @ values, keep @ (values * values)], dim=1))
+            index.append(inverse + offset)
+            tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
+            offset += unique.shape[0]
+        device = rows.device
+        return first_target_probability(
+            model,
+            torch.cat(h),
+            torch.cat(moments),
+            torch.from_numpy(np.concatenate(tgts)).to(device),
+            torch.from_numpy(np.concatenate(index)).to(device),
+        )
+
     def _explain_chunk(
         self,
         model: nn.Module,
@@ -437,18 +522,15 @@ class SpinRec(Explainer):
         p_full = probability[:, 0, -1]
         # one no-grad pass: the edited histories of the deletion curves and, under the right
         # rule, the baselines (each distinct training user once, whatever its targets)
-        edited, index, tgts, sizes = deletion_requests(rows, targets, items, maps)
         need_base = probability.shape[2] < self.steps + 1
-        if need_base:
-            flat_users = np.concatenate(base_users)
-            distinct, first, inverse = np.unique(flat_users, return_index=True, return_inverse=True)
-            base_flat = baselines.reshape(-1, baselines.shape[2])
-            score_rows = torch.cat([base_flat[torch.from_numpy(first).to(device)], edited])
-            index = np.concatenate([inverse.reshape(-1), index + distinct.shape[0]])
-            tgts = np.concatenate([np.repeat(targets, self.kappa), tgts])
+        weight = first_layer_of(model)
+        if weight is None:
+            scored = self._score_dense(model, rows, baselines, base_users, targets, items, maps)
         else:
-            score_rows = edited
-        scored = _gather_probabilities(model, score_rows, index, tgts, self.chunk_size)
+            scored = self._score_first(
+                model, weight, rows, baselines, base_users, targets, items, maps
+            )
+        sizes = [m.shape[0] for m in maps]
         n_base = n_users * self.kappa if need_base else 0
         criteria = deletion_criteria(scored[n_base:], p_full, sizes)
         if need_base:
@@ -460,7 +542,7 @@ class SpinRec(Explainer):
         per_user = (time.perf_counter() - start) / n_users
         out = []
         for i, user in enumerate(users):
-            chosen = int(np.argmin(criteria[i]))
+            chosen = choose(criteria[i])
             unobs_items = unobs_scores = None
             if grad_np is not None:
                 unobs_items = np.flatnonzero(x_np[i] <= 0).astype(np.int64)

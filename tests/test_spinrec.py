@@ -13,7 +13,7 @@ from data.errors import ReclensError
 from engine.contract import Recommender
 from explainers.base import gather_probabilities, target_probabilities
 from explainers.fidelity import fidelity_curves
-from explainers.spinrec import SpinRec, integrated_gradients, path_weights
+from explainers.spinrec import SpinRec, choose, integrated_gradients, path_weights
 
 N_ITEMS = 24
 
@@ -146,6 +146,7 @@ def test_candidates_are_path_integrals_and_selection(train):
     dels = fidelity_curves(model, x, exp.target, exp.candidates).metrics()["del_auc"]
     np.testing.assert_allclose(exp.criterion, dels, rtol=1e-6)
     assert exp.chosen == int(np.argmin(dels))
+    assert choose(np.array([0.5, 0.3 + 1e-8, 0.3, 0.3 + 1e-3])) == 1  # ties within rounding
     np.testing.assert_array_equal(exp.scores, exp.candidates[exp.chosen])
     assert exp.alphas.tolist() == pytest.approx(np.arange(9) / 8)
 
