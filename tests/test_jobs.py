@@ -152,3 +152,25 @@ def test_a_child_that_dies_ends_the_job_as_failed(tmp_path: Path) -> None:
     job.thread.join(timeout=30)
     assert job.status == "failed" and "the training process ended" in job.message
     assert saved == [] and _runs(tmp_path) == []
+
+
+def test_a_cancel_after_training_but_before_saving_saves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import engine.pipeline as pipeline
+
+    cancel = threading.Event()
+    real = pipeline.evaluate
+
+    def evaluate_then_cancel(*args: object, **kwargs: object) -> object:
+        cancel.set()  # the page's Cancel arrives while the model is being evaluated
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "evaluate", evaluate_then_cancel)
+    with pytest.raises(pipeline.TrainingCancelled, match="before it was saved"):
+        pipeline.train_run(
+            "synthetic", "pop", out=tmp_path / "runs", cancel=cancel, load_options=TINY
+        )
+    assert _runs(tmp_path) == []
