@@ -25,10 +25,9 @@ from pathlib import Path
 
 from app.cli_data import seed_type
 from data.errors import ReclensError
-from engine.runs import PER_USER, RunSummary, list_runs, read_table, runs_root
-from engine.stats import CI_METHODS, DEFAULT_BOOT, TESTS, Comparison, align_users, compare_many
-
-ID_COLUMNS = ("user", "raw_id")
+from engine.run_comparison import paired_values
+from engine.runs import RunSummary, list_runs, runs_root
+from engine.stats import CI_METHODS, DEFAULT_BOOT, TESTS, Comparison, compare_many
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,37 +97,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     root = Path(args.runs_dir).expanduser() if args.runs_dir else runs_root()
     summaries = [resolve_run(t, root) for t in tokens]
     labels = run_labels(summaries)
-    datasets = {s.dataset for s in summaries}
-    if len(datasets) > 1:
-        which = ", ".join(
-            f"{label} ({s.dataset})" for label, s in zip(labels, summaries, strict=True)
-        )
-        raise ReclensError(f"the runs are on different datasets: {which}")
-    splits = {str(s.config.fingerprint.get("train_sha256", "")) for s in summaries}
-    if len(splits) > 1:
-        which = ", ".join(
-            f"{label} (split seed {s.seed}, {s.protocol})"
-            for label, s in zip(labels, summaries, strict=True)
-        )
-        raise ReclensError(
-            f"the runs were trained on different splits of {datasets.pop()} (their training "
-            f"data differ), so their per-user results are not paired: {which}; compare runs "
-            "of the same split seed and protocol"
-        )
-    tables = {
-        label: read_table(s.path, PER_USER) for label, s in zip(labels, summaries, strict=True)
-    }
-    for label, table in tables.items():
-        if "user" not in table.columns or not table["user"].dtype.is_integer():
-            raise ReclensError(f"{label}: the per-user table has no integer user column")
-    common = [c for c in next(iter(tables.values())).columns if c not in ID_COLUMNS]
-    common = [c for c in common if all(c in t.columns for t in tables.values())]
-    if args.metric not in common:
-        raise ReclensError(f"unknown metric {args.metric!r}: available {', '.join(common)}")
+    values = paired_values(dict(zip(labels, summaries, strict=True)), args.metric)
     baseline = resolve_run(args.baseline, root) if args.baseline is not None else None
     pairs = comparison_pairs(labels, summaries, baseline, args.all_pairs)
     results = compare_many(
-        align_users(tables, args.metric),
+        values,
         pairs,
         metric=args.metric,
         n_boot=args.n_boot,
@@ -139,7 +112,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2, allow_nan=False))
     else:
-        print(format_report(results, datasets.pop()))
+        print(format_report(results, summaries[0].dataset))
     return 0
 
 

@@ -191,6 +191,35 @@ def test_overview_scatter_follows_metrics(dash: Page) -> None:
     assert sum(hist.dimension_values("users")) == 200
 
 
+def test_leaderboard_compares_runs_with_the_selected_one(dash: Page, service) -> None:
+    import scipy.stats
+
+    from engine.runs import PER_USER, read_table
+
+    view = dash.view("overview")
+    column = "vs selected run (ndcg@10, paired, Holm)"
+    board = view.board().set_index("run")
+    selected = dash.state.run
+    assert board.loc[selected, column] == "selected run"
+    others = [r for r in board.index if r != selected]
+    verdicts = service.catalogue.versus(selected)
+    assert set(verdicts) == set(others)  # every run here shares the split
+
+    def per_user(run: str):
+        table = read_table(service.summary(run).path, PER_USER).sort("user")
+        return table["ndcg@10"].to_numpy()
+
+    raw = [scipy.stats.ttest_rel(per_user(r), per_user(selected)).pvalue for r in others]
+    for run, p in zip(others, raw, strict=True):
+        text = board.loc[run, column]
+        holm = min(1.0, p * len(others)) if p == min(raw) else None
+        assert text.startswith(("higher", "lower", "no significant difference"))
+        if holm is not None:
+            assert f"p_holm {holm:.2g}" in text
+    dash.state.run = others[0]  # the column follows the selection
+    assert view._table.value.set_index("run").loc[others[0], column] == "selected run"
+
+
 def test_embeddings_highlights_follow_user_and_item(dash: Page, service: EngineService) -> None:
     view = dash.view("embeddings")
     run = dash.state.run

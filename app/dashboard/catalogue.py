@@ -19,8 +19,12 @@ import numpy as np
 import pandas as pd
 
 from data.errors import ReclensError
+from engine.run_comparison import paired_values
 from engine.runs import RunSummary, scan_runs, verify_run
+from engine.stats import Comparison, compare_many, significant
 
+VERSUS_METRIC = "ndcg@10"
+"""The metric the leaderboard compares every run with the selected one on."""
 LISTING_SECONDS = 2.0
 """How long a listing of the runs folder is reused before it is read again."""
 
@@ -37,6 +41,7 @@ class RunCatalogue:
         self._lock = threading.Lock()
         self._listing: tuple[float, list[RunSummary], list[tuple[str, str]]] = (0.0, [], [])
         self._verified: dict[Path, tuple[tuple, str | None]] = {}
+        self._versus: dict[tuple, dict[str, str]] = {}
 
     def summaries(self, refresh: bool = False) -> list[RunSummary]:
         """Verified runs in the runs folder, newest first (cached :data:`LISTING_SECONDS`)."""
@@ -123,6 +128,40 @@ class RunCatalogue:
             row.update({f"train {k}": number(v) for k, v in s.seconds.items() if _is_number(v)})
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def versus(self, run_id: str, metric: str = VERSUS_METRIC) -> dict[str, str]:
+        """How every run trained on the same split as ``run_id`` compares with it on ``metric``.
+
+        Paired over the same test users (:func:`engine.run_comparison.paired_values`), mean
+        difference with a percentile bootstrap interval and the paired t-test, Holm-corrected
+        over all the runs compared; run id -> ``higher``/``lower`` (only where the corrected
+        p-value is below 0.05) or ``no significant difference``, with the corrected p-value.
+        Runs of other splits are not in the answer (they cannot be paired).
+        """
+        base = self.summary(run_id)
+        split = base.config.fingerprint.get("train_sha256")
+        same = {
+            self.run_id_of(s.path): s
+            for s in self.summaries()
+            if s.dataset == base.dataset and s.config.fingerprint.get("train_sha256") == split
+        }
+        others = [r for r in same if r != run_id]
+        key = (run_id, metric, tuple(sorted(same)))
+        if not others:
+            return {}
+        if key not in self._versus:
+            values = paired_values(same, metric)
+            pairs = [(run_id, other) for other in others]
+            results = compare_many(values, pairs, metric=metric, n_boot=1000, ci="percentile")
+            self._versus[key] = {r.b: _verdict(r) for r in results}
+        return dict(self._versus[key])
+
+
+def _verdict(result: Comparison) -> str:
+    if not significant(result, 0.05, "p_holm") or result.diff == 0:
+        return f"no significant difference (p_holm {result.p_holm:.2g})"
+    word = "higher" if result.diff > 0 else "lower"
+    return f"{word}: {result.diff:+.4f} (p_holm {result.p_holm:.2g})"
 
 
 def _stamp(folder: Path) -> tuple:

@@ -9,6 +9,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.dashboard.catalogue import VERSUS_METRIC
 from app.dashboard.plots import overview as plots
 from app.dashboard.views.common import (
     TabView,
@@ -23,6 +24,7 @@ from app.dashboard.views.common import (
     md,
     no_selection,
 )
+from data.errors import ReclensError
 
 DEFAULT_X = "ndcg@10"
 
@@ -47,6 +49,7 @@ class OverviewView(TabView):
         self._x.value, self._y.value = self.x_metric, self.y_metric
         self._x.link(self, value="x_metric")
         self._y.link(self, value="y_metric")
+        self.state.param.watch(self._on_run, "run")
         self._table = pn.widgets.Tabulator(
             self.board(),
             pagination="local",
@@ -87,6 +90,24 @@ class OverviewView(TabView):
         frame = frame[first + rest]
         numeric = frame.select_dtypes("number").columns
         frame[numeric] = frame[numeric].round(4)
+        return self._with_versus(frame)
+
+    def _with_versus(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A column saying how each run compares with the selected run (paired, corrected)."""
+        run = self.state.run
+        try:
+            versus = self.service.catalogue.versus(run) if run else {}
+        except ReclensError:
+            versus = {}
+        column = f"vs selected run ({VERSUS_METRIC}, paired, Holm)"
+        frame.insert(
+            3,
+            column,
+            [
+                "selected run" if r == run else versus.get(r, "other split: not comparable")
+                for r in frame["run"]
+            ],
+        )
         return frame
 
     def _show_broken(self) -> None:
@@ -133,6 +154,10 @@ class OverviewView(TabView):
         )
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._poll = pn.state.add_periodic_callback(self._refresh_job, period=500)
+
+    def _on_run(self, _: Any = None) -> None:
+        """The selected run changed: the comparison column follows it."""
+        self._table.value = self.board()
 
     def _on_cancel(self, _: Any = None) -> None:
         job = self.service.job(self.job_id)
@@ -251,7 +276,10 @@ class OverviewView(TabView):
             self._broken,
             caption(
                 "Every saved run with its test accuracy (recall, NDCG\u2026 at 10 and 20) and "
-                "beyond-accuracy metrics; click a column to sort, a row to select the run."
+                "beyond-accuracy metrics; click a column to sort, a row to select the run. "
+                "\u201cvs selected run\u201d compares each run trained on the same split with "
+                "the selected one over the same test users (paired t-test, Holm-corrected over "
+                "the runs compared); higher or lower only where that test says so."
             ),
             sizing_mode="stretch_width",
         )
