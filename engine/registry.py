@@ -13,9 +13,12 @@ from typing import Any
 
 from data.errors import ReclensError
 from engine.contract import Recommender
+from engine.models.bpr import BPR
 from engine.models.diffrec import DiffRec
 from engine.models.ease import EASE
+from engine.models.ials import IALS
 from engine.models.itemknn import ItemKNN
+from engine.models.lightgcn import LightGCN
 from engine.models.mf import MF
 from engine.models.neumf import NeuMF
 from engine.models.pop import Pop
@@ -31,6 +34,9 @@ MODELS: dict[str, type[Recommender]] = {
     "multdae": MultDAE,
     "neumf": NeuMF,
     "diffrec": DiffRec,
+    "ials": IALS,
+    "bpr": BPR,
+    "lightgcn": LightGCN,
 }
 
 

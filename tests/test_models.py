@@ -85,6 +85,9 @@ def test_registry_lists_every_model() -> None:
         "multdae",
         "neumf",
         "diffrec",
+        "ials",
+        "bpr",
+        "lightgcn",
     ]
     assert registry.available_models() == registry.model_names()
     for name in registry.model_names():
