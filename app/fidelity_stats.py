@@ -91,6 +91,38 @@ def verdict(result: Comparison) -> str:
     return f"{result.b} better" if explainer_wins else f"{REFERENCE} better"
 
 
+NAMES = {"del_auc": "deletion AUC", "ins_auc": "insertion AUC", "pos@10_auc": "POS@10 AUC",
+         "cdcg_auc": "CDCG AUC"}  # fmt: skip
+"""The metrics the dashboard states across users, in words."""
+
+
+def evidence(per_user: pl.DataFrame) -> str:
+    """The significant results of :func:`compare_to_spinrec` on a stored per-user table, in
+    words (Holm over the whole family); a plain statement when none is significant."""
+    results = compare_to_spinrec(per_user, tuple(NAMES))
+    if not results:
+        return ""
+    said = []
+    for r in results:
+        words = verdict(r)
+        if words.endswith(" better"):
+            winner = words.removesuffix(" better")
+            loser = r.b if winner == REFERENCE else REFERENCE
+            said.append(f"{winner} beats {loser} on {NAMES[r.metric]} (p_holm {r.p_holm:.2g})")
+    head = (
+        f"Across {results[0].n} users (stored reclens fidelity results, paired, Holm over "
+        f"{len(results)} comparisons): "
+    )
+    if not said:
+        return head + "no explainer differs significantly from SPINRec."
+    return head + "; ".join(said) + "; no other difference is significant."
+
+
+def evidence_of(per_user: pl.DataFrame | None) -> str:
+    """:func:`evidence` of a stored table, or "" when there is none."""
+    return "" if per_user is None else evidence(per_user)
+
+
 def format_comparisons(
     results: list[Comparison], coincide: list[tuple[str, str]], model: str
 ) -> str:

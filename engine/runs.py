@@ -430,9 +430,12 @@ def projection_files(kind: str, method: str) -> tuple[str, str]:
     return f"{stem}.parquet", f"{stem}.json"
 
 
+FIDELITY_FOLDER = "fidelity/"
+
+
 def fidelity_file(seed: int, label: str) -> str:
     """Name (inside a run folder) of per-user fidelity results for ``seed`` and a user count."""
-    return f"fidelity/per_user_seed{int(seed)}_{slug(label)}users.parquet"
+    return f"{FIDELITY_FOLDER}per_user_seed{int(seed)}_{slug(label)}users.parquet"
 
 
 Writer = Callable[[Path], None]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 import torch
 
@@ -32,7 +33,7 @@ from engine.evaluate import top_k
 from engine.models.diffrec import DiffRec
 from engine.pipeline import load_context
 from engine.run_config import RunConfig
-from engine.runs import Embeddings, Run, load_run
+from engine.runs import FIDELITY_FOLDER, Embeddings, Run, load_run, read_derived_table
 
 
 @dataclass
@@ -225,6 +226,14 @@ class OpenRun:
     def stored_beyond(self) -> dict[str, Any] | None:
         """The stored beyond-accuracy means and catalogue, or None when none are stored."""
         return beyond.load_stored(self.run)
+
+    def stored_fidelity(self) -> pl.DataFrame | None:
+        """The per-user fidelity results stored with the run (``reclens fidelity``): of the
+        stored files, the one over the most users; None when there is none."""
+        names = [n for n in self.run.manifest if n.startswith(FIDELITY_FOLDER)]
+        tables = [read_derived_table(self.path, n, self.run.manifest) for n in sorted(names)]
+        tables = [t for t in tables if t is not None and t.height]
+        return max(tables, key=lambda t: t["user"].n_unique()) if tables else None
 
     def projection(self, kind: projection.Kind = "items", method: projection.Method = "umap"):
         """2-D map [n, 2] of the run's item or user vectors (stored with the run)."""

@@ -68,3 +68,33 @@ def test_comparisons_are_paired_corrected_and_named_only_when_significant(
     text = format_comparisons(results, coinciding(per_user), "mf")
     assert "grad_x_input gives the same per-user results as ig_zero" in text
     assert "over the same 200 users" in text
+
+
+def test_evidence_names_only_significant_results(per_user: pl.DataFrame) -> None:
+    from app.fidelity_stats import evidence
+
+    text = evidence(per_user)
+    assert text.startswith("Across 200 users (stored reclens fidelity results, paired, Holm")
+    assert "spinrec beats random on deletion AUC" in text  # lower is better
+    assert "random beats spinrec on insertion AUC" in text  # higher is better
+    assert "ig_zero" not in text  # no real difference: not named
+    assert "grad_x_input" not in text
+
+
+def test_stored_fidelity_is_summarised_for_the_dashboard(tmp_path, capsys) -> None:
+    from app.cli import main
+    from app.fidelity_stats import evidence_of
+    from engine.session import OpenRun
+
+    argv = ["fidelity", "--dataset", "synthetic", "--model", "ease", "--explainers",
+            "spinrec,random", "--users", "8", "--kappa", "4", "--steps", "4",
+            "--runs", str(tmp_path), "--quiet",
+            "--data-option=n_users=100", "--data-option=n_items=60",
+            "--data-option=n_interactions=1500"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    run = next(p for p in (tmp_path / "synthetic").iterdir() if not p.name.startswith("."))
+    stored = OpenRun.open(run).stored_fidelity()
+    assert stored is not None and stored["user"].n_unique() == 8
+    assert evidence_of(stored).startswith("Across 8 users")
+    assert evidence_of(None) == ""

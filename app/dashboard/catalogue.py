@@ -23,6 +23,19 @@ from engine.run_comparison import paired_values
 from engine.runs import RunSummary, scan_runs, verify_run
 from engine.stats import Comparison, compare_many, significant
 
+LEADERBOARD_BEYOND: tuple[str, ...] = (
+    "novelty",
+    "arp",
+    "long_tail_share",
+    "ild_cooccurrence",
+    "ild_genre",
+    "calibration_kl",
+    "coverage",
+    "gini",
+    "gini_corrected",
+    "personalization",
+)
+"""Beyond-accuracy means shown beside accuracy on the leaderboard (stored with every run)."""
 VERSUS_METRIC = "ndcg@10"
 """The metric the leaderboard compares every run with the selected one on."""
 LISTING_SECONDS = 2.0

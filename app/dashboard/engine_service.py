@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from app.dashboard.cache import LRU
-from app.dashboard.catalogue import DashboardError, RunCatalogue, number
+from app.dashboard.catalogue import LEADERBOARD_BEYOND, DashboardError, RunCatalogue, number
 from app.dashboard.jobs import TrainingJob, TrainingJobs
 from app.dashboard.shaping import (
     ExplanationView,
@@ -37,6 +37,7 @@ from app.dashboard.shaping import (
     with_xy,
 )
 from app.dashboard.teaching import TeachingDiffusion
+from app.fidelity_stats import evidence_of
 from engine import registry
 from engine.beyond import BeyondResult
 from engine.groups import available_groupings
@@ -49,20 +50,6 @@ from explainers.target import explain_target
 
 DEFAULT_MODELS: tuple[str, ...] = ("ease", "mf", "multvae", "diffrec")
 """Models ``reclens demo`` trains when the runs folder is empty."""
-
-LEADERBOARD_BEYOND: tuple[str, ...] = (
-    "novelty",
-    "arp",
-    "long_tail_share",
-    "ild_cooccurrence",
-    "ild_genre",
-    "calibration_kl",
-    "coverage",
-    "gini",
-    "gini_corrected",
-    "personalization",
-)
-"""Beyond-accuracy means shown beside accuracy on the leaderboard (stored with every run)."""
 
 
 class EngineService:
@@ -321,11 +308,12 @@ class EngineService:
         """Names of the baseline explainers that can be compared with SPINRec."""
         return [n for n in explainer_registry.explainer_names() if n != "spinrec"]
 
-    # -- diffusion -----------------------------------------------------------------------
-    def is_diffrec(self, run_id: str) -> bool:
-        """Whether the run's model has a reverse (denoising) trajectory."""
-        return self.load(run_id).opened.is_diffusion
+    def fidelity_evidence(self, run_id: str) -> str:
+        """The explainer comparisons across users stored with the run, in words, or ""."""
+        opened = self.load(run_id).opened
+        return self._misc.get(("evidence", run_id), lambda: evidence_of(opened.stored_fidelity()))
 
+    # -- diffusion -----------------------------------------------------------------------
     def trajectory(
         self,
         run_id: str,

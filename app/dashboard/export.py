@@ -90,7 +90,7 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
 def diffusion_holomap(service: EngineService, state: Selection) -> hv.HoloMap | None:
     """The DiffRec reverse process of the selected user as a HoloMap over steps (or None when
     the run is not a diffrec run): metric curves and the map position, one frame per step."""
-    if not service.is_diffrec(state.run):
+    if not service.load(state.run).opened.is_diffusion:
         return None
     try:
         traj = service.trajectory(state.run, state.user, state.k)

@@ -41,6 +41,12 @@ PROMPT = md(
 )
 
 
+NO_EVIDENCE = (
+    "To compare the explainers across users, run `reclens fidelity` on this run's dataset and "
+    "model; its paired, corrected results are then summarised here."
+)
+
+
 class NothingSelected(Exception):
     """Nothing is selected yet (not an error)."""
 
@@ -85,8 +91,9 @@ class FidelitySection(pn.viewable.Viewer):
             "most important items (a faithful one raises it fast). SPINRec is orange."
         )
         self._csv = csv_download(self.frame, "reclens-fidelity.csv")
+        self._evidence = caption("")
         self.shown = pn.Column(
-            self._plots, self._caption, self._csv, sizing_mode="stretch_width",
+            self._plots, self._caption, self._evidence, self._csv, sizing_mode="stretch_width",
             visible=False,
         )  # fmt: skip
         self._error = friendly("", "warning", visible=False, margin=5)
@@ -166,6 +173,10 @@ class FidelitySection(pn.viewable.Viewer):
             "Fidelity of **{shown}** for this target ({seconds:.1f} s).",
             shown=shown,
             seconds=time.perf_counter() - start,
+        )
+        self._evidence.object = md(
+            "These curves are one user's: an illustration, not evidence. {across}",
+            across=self.view.service.fidelity_evidence(self.view.state.run) or NO_EVIDENCE,
         )
         return curves
 
