@@ -7,6 +7,12 @@ loading time counted for every model) is compared with RecBole's seconds (target
 third of them), and the test Recall@10 / NDCG@10 averaged over the seeds with RecBole's
 values minus 0.01.
 
+With ``--dataset DIR`` naming a pre-split folder (``train.txt``/``valid.txt``/``test.txt``, as
+``/work/shared/data/diffrec-ml1m``), part 1 is instead the given split against the DiffRec
+paper's Table 2 (ML-1M clean): Recall and NDCG at 10 and 20 per model beside the paper's row
+for it (``bpr`` beside MF), with the relative gap; ``--paper-configs`` starts the models that
+have one from their named configuration (:mod:`engine.presets`).
+
 Part 2: the same models on a synthetic dataset of MovieLens 1M size (6,000 users, 3,700 items,
 1,000,000 interactions), with time and peak resident memory per model (Linux: VmHWM, reset
 before each model through /proc/self/clear_refs; elsewhere the process-wide ru_maxrss).
@@ -15,6 +21,8 @@ Usage::
 
     python bench/train_bench.py                        # everything (long on 2 CPU cores)
     python bench/train_bench.py --models pop,ease --seeds 0 --skip-synthetic
+    python bench/train_bench.py --dataset /work/shared/data/diffrec-ml1m --models bpr,lightgcn \
+        --seeds 0 --skip-synthetic --paper-configs
 """
 
 from __future__ import annotations
@@ -39,8 +47,11 @@ RECBOLE_SECONDS: dict[str, float] = {
     "neumf": 72.6,
     "ease": 3.2,
     "diffrec": 134.9,
+    "ials": 21.5,
+    "bpr": 21.5,
+    "lightgcn": 127.8,
 }
-"""RecBole's ml-100k run time per model (BPR-MF for ``mf``), seconds."""
+"""RecBole's ml-100k run time per model (BPR-MF for ``mf``, ``bpr`` and ``ials``), seconds."""
 
 RECBOLE_METRICS: dict[str, tuple[float, float]] = {
     "pop": (0.0810, 0.1033),
@@ -51,8 +62,23 @@ RECBOLE_METRICS: dict[str, tuple[float, float]] = {
     "neumf": (0.2358, 0.2790),
     "ease": (0.2805, 0.3295),
     "diffrec": (0.2752, 0.3212),
+    "ials": (0.2502, 0.2931),
+    "bpr": (0.2502, 0.2931),
+    "lightgcn": (0.2361, 0.2823),
 }
-"""RecBole 1.2.1's test Recall@10 and NDCG@10 on ml-100k (mean of its default runs)."""
+"""RecBole 1.2.1's test Recall@10 and NDCG@10 on ml-100k (mean of its default runs); RecBole
+has no iALS, so ``ials`` is held to its nearest model, BPR-MF."""
+
+PAPER_METRICS: dict[str, tuple[float, float, float, float]] = {
+    "diffrec": (0.1058, 0.1787, 0.0901, 0.1148),
+    "multvae": (0.1007, 0.1726, 0.0825, 0.1076),
+    "lightgcn": (0.0987, 0.1707, 0.0833, 0.1083),
+    "bpr": (0.0876, 0.1503, 0.0749, 0.0966),
+}
+"""DiffRec paper (Wang et al. 2023) Table 2, ML-1M clean: R@10, R@20, N@10, N@20 (``bpr``: MF)."""
+
+PAPER_PRESETS: dict[str, str] = {"diffrec": "diffrec-paper-ml1m", "multvae": "multvae-paper-ml1m"}
+GIVEN_METRICS: tuple[str, ...] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 MARGIN = 0.01
 BARS: dict[str, tuple[float, float]] = {
@@ -126,6 +152,39 @@ def part_movielens(models: list[str], seeds: list[int], dataset: str, device: st
     return misses
 
 
+def is_given_split(dataset: str) -> bool:
+    """Whether ``dataset`` is a folder holding a given split (``train.txt`` and the others)."""
+    folder = Path(dataset).expanduser()
+    return all((folder / f"{part}.txt").is_file() for part in ("train", "valid", "test"))
+
+
+def part_given(
+    models: list[str], seeds: list[int], dataset: str, device: str, paper_configs: bool
+) -> None:
+    """Print each model's test metrics on the given split beside the DiffRec paper's row."""
+    print(f"== {dataset} (given split): seeds {', '.join(map(str, seeds))}, device {device}")
+    cells = "  ".join(f"{m:>9} {'paper':>6} {'gap':>6}" for m in GIVEN_METRICS)
+    header = f"{'model':<8} {'config':<20} {cells}  {'best/run':>8} {'total s':>8}"
+    print(header)
+    print("-" * len(header))
+    for name in models:
+        preset = PAPER_PRESETS.get(name, "") if paper_configs else ""
+        for seed in seeds:
+            result = train_run(dataset, name, seed=seed, device=device, save=False,
+                               protocol="given", preset=preset)  # fmt: skip
+            paper = PAPER_METRICS.get(name, (float("nan"),) * 4)
+            parts = []
+            for metric, ref in zip(GIVEN_METRICS, paper, strict=True):
+                value = result.metrics[metric]
+                parts.append(f"{value:>9.4f} {ref:>6.4f} {value / ref - 1:>+6.1%}")
+            print(
+                f"{name:<8} {preset or 'defaults':<20} {'  '.join(parts)}  "
+                f"{result.best_epoch:>3}/{result.epochs_run:<4} {result.seconds['total']:>8.1f}",
+                flush=True,
+            )
+    print("gap: relative difference to the paper (acceptance: within 3-5%, see issue 17)")
+
+
 def part_synthetic(models: list[str], device: str) -> None:
     """Print time and peak memory per model on MovieLens-1M-sized synthetic data."""
     sizes = ", ".join(f"{k}={v:,}" for k, v in SYNTHETIC_1M.items())
@@ -156,7 +215,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated model names (default: every available benchmarked model)",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (0,1,2)")
-    parser.add_argument("--dataset", default="ml-100k", help="part 1 dataset (ml-100k)")
+    parser.add_argument(
+        "--dataset",
+        default="ml-100k",
+        help="part 1 dataset (ml-100k), or a given-split folder compared with the DiffRec paper",
+    )
+    parser.add_argument(
+        "--paper-configs",
+        action="store_true",
+        help="given split: start models from their paper configuration where one exists",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (auto)")
     parser.add_argument("--skip-synthetic", action="store_true", help="skip part 2")
     parser.add_argument("--skip-movielens", action="store_true", help="skip part 1")
@@ -166,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         registry.model_class(name)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     misses = 0
-    if not args.skip_movielens:
+    if not args.skip_movielens and is_given_split(args.dataset):
+        part_given(models, seeds, args.dataset, args.device, args.paper_configs)
+        clear_cache()
+    elif not args.skip_movielens:
         misses = part_movielens(models, seeds, args.dataset, args.device)
         clear_cache()
     if not args.skip_synthetic:
