@@ -20,6 +20,7 @@ from tornado.ioloop import IOLoop
 from app.dashboard.app import Page, create_app, load_extensions
 from app.dashboard.engine_service import EngineService
 from app.dashboard.security import Wall, install, served_hosts
+from app.dashboard.views.common import friendly
 
 log = logging.getLogger("reclens.dashboard")
 
@@ -27,6 +28,10 @@ DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 5006
 RELEASE_DELAY_S = 1.0
 """Seconds after a session closes before its memory is collected (its page must be unreachable)."""
+MAX_UNCONNECTED = 8
+"""Full pages built whose browser has not connected yet beyond which a plain GET gets a short
+"busy" page: every GET builds its page on the server's one thread before any websocket exists,
+and a burst of 30 stalled the open sessions for 30 s or more."""
 
 
 def origins(address: str, port: int) -> list[str]:
@@ -74,6 +79,8 @@ def serve(
     gc.collect()
     gc.freeze()
 
+    unconnected: set[int] = set()
+
     def page() -> None:
         # The page is attached to the session's document here rather than by Panel so that one
         # freeze recomputes the document's model graph once instead of once per template root
@@ -82,6 +89,14 @@ def serve(
         # Every stylesheet from this server, also those of components made before the page's
         # HTML is rendered (Panel points those at its CDN until then).
         doc._template_variables["dist_url"] = LOCAL_DIST
+        key = id(doc)
+        if len(unconnected) >= MAX_UNCONNECTED:
+            log.info("%d pages wait for their browser: a busy page instead", len(unconnected))
+            busy_page().server_doc(doc, title="RecLens")
+            return
+        unconnected.add(key)
+        pn.state.onload(lambda: unconnected.discard(key))
+        pn.state.on_session_destroyed(lambda _ctx: unconnected.discard(key))
         view = create_app(service)
         start = time.perf_counter()
         with doc.models.freeze():
@@ -114,6 +129,14 @@ def serve(
         thread.start()
         return thread
     return start()
+
+
+def busy_page() -> pn.viewable.Viewable:
+    """The short page served while too many pages wait for their browser to connect."""
+    return friendly(
+        "RecLens is busy building pages for other visitors; reload this page in a moment.",
+        "info",
+    )
 
 
 def _malloc_trim() -> Any:
