@@ -345,3 +345,20 @@ def test_broken_run_folders_are_listed_apart_and_the_rest_served(
         assert status == 200 and "RecLens" in body
     finally:
         thread.stop()
+
+
+def test_a_burst_of_plain_gets_builds_a_bounded_number_of_pages(service: EngineService) -> None:
+    """GETs whose browser never connects: beyond MAX_UNCONNECTED full pages, a busy page."""
+    from app.dashboard.server import MAX_UNCONNECTED, free_port, serve
+
+    port = free_port()
+    thread = serve(service, port=port, threaded=True, warm=False)
+    try:
+        _wait_for(port)
+        bodies = [_get(port, "/?tab=overview")[2] for _ in range(MAX_UNCONNECTED + 2)]
+    finally:
+        thread.stop()
+    # The page's document travels over the websocket: the HTML of the busy page is the short
+    # one without the template's resources.
+    sizes = [len(body) for body in bodies]
+    assert min(sizes[:MAX_UNCONNECTED]) > 2 * max(sizes[MAX_UNCONNECTED:])
