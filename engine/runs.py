@@ -479,6 +479,7 @@ def write_derived(folder: str | Path, writers: Mapping[str, Writer]) -> None:
                     raise RunError(f"{folder}: {name} is written only when the run is saved")
                 final = folder / name
                 final.parent.mkdir(parents=True, exist_ok=True)
+                remove_stale_partials(final.parent)  # left by interrupted writes
                 tmp = final.with_name(f".{final.name}{token}")
                 try:
                     write(tmp)

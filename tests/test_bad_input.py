@@ -883,3 +883,17 @@ def test_saving_a_run_cleans_stale_partials(
     names = [p.name for p in folder.iterdir()]
     assert stale.name not in names and fresh.name in names
     assert len([n for n in names if n.startswith("pop-")]) == 1
+
+
+def test_writing_a_derived_file_cleans_stale_partials(tiny_run: Path, tmp_path: Path) -> None:
+    from engine.runs import STALE_PARTIAL_SECONDS, write_derived_json
+
+    copy = _copy(tiny_run, tmp_path)
+    stale = copy / ".beyond_metrics.json.partial-123-abcd"
+    stale.write_text("{")
+    old = time.time() - STALE_PARTIAL_SECONDS - 60
+    os.utime(stale, (old, old))
+    fresh = copy / ".beyond_metrics.json.partial-456-ef01"  # another process writing now
+    fresh.write_text("{")
+    write_derived_json(copy, "notes.json", {"ok": True})
+    assert not stale.exists() and fresh.exists() and (copy / "notes.json").is_file()
