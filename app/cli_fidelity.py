@@ -91,6 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write all per-user results to this Parquet")
     parser.add_argument("--epochs", type=int_in(1), help="most training epochs when training")
     parser.add_argument("--kappa", type=int, default=16, help="SPINRec baselines (16)")
+    parser.add_argument(
+        "--select", default="del", metavar="LIST",
+        help="SPINRec's path selection, one row each: del (the paper's: lowest deletion AUC), "
+        "ins (best insertion AUC), none (one path, no selection); e.g. del,ins,none",
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=16, help="SPINRec/IG path steps J (16)")
     parser.add_argument(
         "--protocol",
@@ -186,7 +191,7 @@ def obtain(args: argparse.Namespace, name: str, load_options: dict[str, Any]) ->
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Run ``reclens fidelity``: one shard per model x explainer x batch of users."""
     models = parse_models(args.model)
-    names = parse_names(args.explainers)
+    names = with_selections(parse_names(args.explainers), args.select)
     if args.users is not None and args.users < 1:
         raise ReclensError(f"--users must be at least 1, got {args.users}")
     if args.kappa < 1 or args.steps < 1:
@@ -197,8 +202,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         args.runs = str(runs_root())
     options = backend_options(args)
     load_options = parse_options(args.data_option)
-    params = {
-        "spinrec": {"kappa": args.kappa, "steps": args.steps},
+    params: dict[str, dict[str, Any]] = {
+        **{name: {"kappa": args.kappa, "steps": args.steps} for name in SELECTIONS.values()},
         "ig_zero": {"steps": args.steps},
     }
     opened = {name: obtain(args, name, load_options) for name in models}
@@ -246,6 +251,31 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_parquet(per_user, Path(args.out))
     return 0
+
+
+SELECTIONS = {"del": "spinrec", "ins": "spinrec_ins", "none": "spinrec_single"}
+"""``--select`` values and the SPINRec row each gives."""
+SELECTED_LABEL = {
+    "spinrec": "spinrec [path selected on DEL]",
+    "spinrec_ins": "spinrec [path selected on INS]",
+    "spinrec_single": "spinrec [one path, no selection]",
+}
+
+
+def with_selections(names: list[str], select: str) -> list[str]:
+    """``names`` with SPINRec replaced by one row per ``--select`` criterion (in that order)."""
+    chosen = [part.strip() for part in select.split(",") if part.strip()]
+    unknown = [c for c in chosen if c not in SELECTIONS]
+    if unknown or not chosen:
+        raise ReclensError(
+            f"unknown --select {', '.join(unknown) or repr(select)}: use del, ins or none"
+        )
+    if "spinrec" not in names:
+        return names
+    at = names.index("spinrec")
+    variants = [SELECTIONS[c] for c in dict.fromkeys(chosen)]
+    rest = [n for n in names if n != "spinrec" and n not in variants]
+    return [*rest[:at], *variants, *rest[at:]]
 
 
 def job_folder(
@@ -309,7 +339,7 @@ def format_table(summary: list[dict[str, Any]], all_metrics: bool = False) -> st
     headers = ["explainer", *metrics, "ms"]
     rows = [
         [
-            row["explainer"],
+            SELECTED_LABEL.get(row["explainer"], row["explainer"]),
             *(_cell(row["metrics"][m]) for m in metrics),
             f"{row['ms_per_explanation']:.1f}",
         ]

@@ -2,9 +2,11 @@
 with a confidence interval and a correction for the many comparisons.
 
 For one model's per-user fidelity table, every explainer (SPINRec's best-of-kappa bound is not
-a competitor and is left out) is compared with SPINRec on every reported metric:
-``diff = mean(explainer - spinrec)`` per user with a 95% bootstrap interval, the paired t and
-Wilcoxon tests (:mod:`engine.stats`), Holm-corrected over all of that model's comparisons. A
+a competitor and is left out) is compared with each SPINRec variant present, on every reported
+metric that variant's path selection did not use (:data:`explainers.spinrec.SELECTED_ON`: a
+path picked for its deletion AUC would otherwise "win" on the deletion AUC, POS@K and CDCG by
+construction): ``diff = mean(explainer - spinrec)`` per user with a 95% bootstrap interval, the
+paired t-test (:mod:`engine.stats`), Holm-corrected over all of that model's comparisons. A
 winner is named only where the corrected p-value is below 0.05; otherwise the comparison says
 "no significant difference". Explainers whose per-user results coincide on every metric (IG from
 the zero baseline and gradient x input on models whose scores are linear in the history) are
@@ -20,9 +22,9 @@ import polars as pl
 
 from engine.stats import Comparison, correct, paired_comparison, significant
 from explainers.fidelity import LOWER_IS_BETTER, METRICS
+from explainers.spinrec import SELECTED_ON
 from explainers.target import BEST_OF_KAPPA
 
-REFERENCE = "spinrec"
 ALPHA = 0.05
 CI = "percentile"
 """Bootstrap interval method (percentile: many comparisons per model, each fast)."""
@@ -47,31 +49,33 @@ def coinciding(per_user: pl.DataFrame) -> list[tuple[str, str]]:
 def compare_to_spinrec(
     per_user: pl.DataFrame, metrics: tuple[str, ...], seed: int = 0
 ) -> list[Comparison]:
-    """Every explainer against SPINRec on every metric of ``metrics``, one Holm family."""
+    """Every other explainer against each SPINRec variant present, on every metric of
+    ``metrics`` that the variant's path selection did not use (:data:`SELECTED_ON`), one Holm
+    family over all of them."""
     duplicates = {b for _, b in coinciding(per_user)}
-    names = [
-        n
-        for n in dict.fromkeys(per_user["explainer"].to_list())
-        if n not in (REFERENCE, BEST_OF_KAPPA) and n not in duplicates
-    ]
-    if REFERENCE not in set(per_user["explainer"]) or not names:
+    present = [n for n in dict.fromkeys(per_user["explainer"].to_list()) if n not in duplicates]
+    references = [n for n in present if n in SELECTED_ON]
+    names = [n for n in present if n not in SELECTED_ON and n != BEST_OF_KAPPA]
+    if not references or not names:
         return []
-    by_name = {
-        n: per_user.filter(pl.col("explainer") == n).sort("user") for n in [REFERENCE, *names]
-    }
+    by_name = {n: per_user.filter(pl.col("explainer") == n).sort("user") for n in present}
     results = [
         paired_comparison(
-            by_name[REFERENCE][metric].to_numpy().astype(np.float64),
+            by_name[ref][metric].to_numpy().astype(np.float64),
             by_name[name][metric].to_numpy().astype(np.float64),
-            name_a=REFERENCE,
+            name_a=ref,
             name_b=name,
             metric=metric,
             seed=seed,
             ci=CI,
         )
+        for ref in references
         for metric in metrics
+        if metric not in SELECTED_ON[ref]
         for name in names
     ]
+    if not results:
+        return []
     raw = [r.p_t for r in results]
     holm, bh = correct(raw, "holm"), correct(raw, "bh")
     label = f"Holm and Benjamini-Hochberg over {len(results)} comparisons of p_t"
@@ -82,13 +86,13 @@ def compare_to_spinrec(
 
 
 def verdict(result: Comparison) -> str:
-    """``spinrec better``, ``<explainer> better`` or ``no significant difference``."""
+    """``<spinrec variant> better``, ``<explainer> better`` or ``no significant difference``."""
     if not significant(result, ALPHA, "p_holm") or result.diff == 0:
         return "no significant difference"
     explainer_higher = result.diff > 0
     lower_better = result.metric in LOWER_IS_BETTER
     explainer_wins = explainer_higher != lower_better
-    return f"{result.b} better" if explainer_wins else f"{REFERENCE} better"
+    return f"{result.b} better" if explainer_wins else f"{result.a} better"
 
 
 NAMES = {"del_auc": "deletion AUC", "ins_auc": "insertion AUC", "pos@10_auc": "POS@10 AUC",
@@ -107,7 +111,7 @@ def evidence(per_user: pl.DataFrame) -> str:
         words = verdict(r)
         if words.endswith(" better"):
             winner = words.removesuffix(" better")
-            loser = r.b if winner == REFERENCE else REFERENCE
+            loser = r.b if winner == r.a else r.a
             said.append(f"{winner} beats {loser} on {NAMES[r.metric]} (p_holm {r.p_holm:.2g})")
     head = (
         f"Across {results[0].n} users (stored reclens fidelity results, paired, Holm over "
@@ -130,9 +134,10 @@ def format_comparisons(
     verdict; then a line per pair of coinciding explainers."""
     if not results:
         return ""
-    headers = ["vs spinrec", "metric", "diff", "95% CI", "p_t", "p_holm", "verdict"]
+    headers = ["spinrec", "vs", "metric", "diff", "95% CI", "p_t", "p_holm", "verdict"]
     rows = [
         [
+            r.a,
             r.b,
             r.metric,
             f"{r.diff:+.5f}",
@@ -146,6 +151,8 @@ def format_comparisons(
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = [
         f"model {model}: each explainer against SPINRec over the same {results[0].n} users, "
+        "only on metrics the SPINRec row was not selected on (spinrec: deletion AUC, so not "
+        "DEL, POS@K, CDCG; spinrec_ins: insertion AUC; spinrec_single: no selection); "
         f"diff = explainer - spinrec, {CI} bootstrap CI, paired t-test, "
         f"{results[0].correction}; a winner only where p_holm < {ALPHA}",
         "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),

@@ -39,6 +39,8 @@ from explainers.target import BEST_OF_KAPPA, explain_target
 REPORTED: tuple[str, ...] = (
     "spinrec",
     BEST_OF_KAPPA,
+    "spinrec_ins",
+    "spinrec_single",
     "ig_zero",
     "grad_x_input",
     "cosine",
@@ -159,7 +161,7 @@ def evaluate_fidelity(
             model, x, target, built, user=int(user), seed=seed, chunk_size=chunk_size
         )
         for name in result.rows:
-            owner = "spinrec" if name == BEST_OF_KAPPA else name
+            owner = result.owner(name)
             exp = result.explanations[owner]
             records.append(
                 {

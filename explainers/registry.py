@@ -1,9 +1,10 @@
 """Explainers by name: ``create(name, train=..., **params)``.
 
 Names: ``spinrec``, ``ig_zero``, ``grad_x_input``, ``cosine``, ``jaccard``, ``lime``,
-``kernel_shap``, ``leave_one_out``, ``random``. ``train`` (the training matrix, CSR
-[n_users, n_items]) is needed by ``spinrec`` (baselines), ``cosine`` and ``jaccard``
-(co-occurrence columns); the others ignore it.
+``kernel_shap``, ``leave_one_out``, ``random``, and two SPINRec variants that are not in
+``all``: ``spinrec_ins`` (path selected on the insertion AUC) and ``spinrec_single`` (no path
+selection). ``train`` (the training matrix, CSR [n_users, n_items]) is needed by the SPINRecs
+(baselines), ``cosine`` and ``jaccard`` (co-occurrence columns); the others ignore it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from explainers.baselines import (
     Lime,
     RandomExplainer,
 )
-from explainers.spinrec import SpinRec
+from explainers.spinrec import SpinRec, SpinRecIns, SpinRecSingle
 
 _CLASSES: dict[str, type[Explainer]] = {
     "spinrec": SpinRec,
@@ -36,8 +37,12 @@ _CLASSES: dict[str, type[Explainer]] = {
     "kernel_shap": KernelShap,
     "leave_one_out": LeaveOneOut,
     "random": RandomExplainer,
+    "spinrec_ins": SpinRecIns,
+    "spinrec_single": SpinRecSingle,
 }
-_NEEDS_TRAIN = frozenset({"spinrec", "cosine", "jaccard"})
+VARIANTS = ("spinrec_ins", "spinrec_single")
+"""Explainers only run when named (``all`` means the others)."""
+_NEEDS_TRAIN = frozenset({"spinrec", "spinrec_ins", "spinrec_single", "cosine", "jaccard"})
 
 
 def explainer_names() -> tuple[str, ...]:
@@ -65,7 +70,8 @@ def parse_names(spec: str | list[str] | tuple[str, ...]) -> list[str]:
     for part in (p.strip() for p in parts):
         if not part:
             continue
-        expanded = list(explainer_names()) if part == "all" else [part]
+        everyday = [n for n in explainer_names() if n not in VARIANTS]
+        expanded = everyday if part == "all" else [part]
         for name in expanded:
             if name not in _CLASSES:
                 raise ReclensError(

@@ -18,6 +18,14 @@ outside the history):
    target probability after removing the top ``round(f n)`` items, ``f`` = 0, 0.1, ..., 1;
    see :mod:`explainers.fidelity`). This fixed criterion queries only the model.
 
+The selection criterion is a parameter (``select``): ``del`` (the paper's, above), any other
+metric of :data:`explainers.fidelity.METRICS` (e.g. ``ins_auc``: the candidate whose insertion
+AUC is best), or ``none`` (no selection: the first sampled path, the ablation that shows what
+selection buys). A map selected on a metric must not be *evaluated* on it (nor on metrics built
+from the same edits: the deletion AUC, POS@K and CDCG all remove the top items) without saying
+so: the selection itself improves that number. :data:`SELECTED_ON` names what each registered
+variant was selected on.
+
 All ``kappa * J`` interpolated inputs of all users in a call go through the model in one
 batched forward and backward pass (chunked), on the model's device; the end point, shared by
 every path, is computed once. The baselines (the path curves' first point, each distinct
@@ -57,9 +65,18 @@ from explainers.base import (
     user_ids,
     user_rng,
 )
-from explainers.fidelity import deletion_criteria, deletion_masks, deletion_requests
+from explainers.fidelity import (
+    LOWER_IS_BETTER,
+    METRICS,
+    deletion_criteria,
+    deletion_masks,
+    deletion_requests,
+    fidelity_curves,
+)
 
 RULES: tuple[str, ...] = ("right", "trapezoid")
+SELECTS: tuple[str, ...] = ("del", "none", *METRICS)
+"""Path-selection criteria: the deletion AUC (fused, fast), none, or any fidelity metric."""
 TIE_RTOL = 1e-6
 """Criteria this close (relative) tie: float32 rounding of a mean of probabilities, which the
 exact shortcuts of :mod:`explainers.base` may change, must not change the chosen path."""
@@ -80,9 +97,11 @@ class SpinRecExplanation(Explanation):
 
     - ``baseline_users``: int64 [kappa], the training users whose histories were the baselines;
     - ``candidates``: float64 [kappa, n_hist], every path's attribution map over ``items``;
-    - ``criterion``: float64 [kappa], each candidate's deletion AUC (lower is better);
-    - ``chosen``: index of the chosen candidate (:func:`choose`: the lowest criterion, the
-      first among those within float32 rounding of it);
+    - ``criterion``: float64 [kappa], each candidate's deletion AUC (lower is better), or,
+      with another ``select``, its value of that metric;
+    - ``chosen``: index of the chosen candidate (:func:`choose`: the best criterion, the
+      first among those within float32 rounding of it; 0 with ``select="none"``);
+    - ``select``: the criterion the candidate was chosen on (``del``, a metric, ``none``);
     - ``alphas``: float64 [J + 1], the path positions 0, 1/J, ..., 1;
     - ``path_probability``: float64 [kappa, J + 1], the target probability along each path
       (column 0: the baseline itself, column J: the user's history);
@@ -98,6 +117,7 @@ class SpinRecExplanation(Explanation):
     alphas: np.ndarray
     path_probability: np.ndarray
     rule: str = "right"
+    select: str = "del"
     unobserved_items: np.ndarray | None = field(default=None)
     unobserved_scores: np.ndarray | None = field(default=None)
 
@@ -313,12 +333,14 @@ class SpinRec(Explainer):
     """SPINRec over baselines drawn from the training matrix ``train`` [n_users, n_items].
 
     ``kappa``: number of sampled baselines (paths); ``steps``: J, points per path; ``rule``:
-    ``right`` or ``trapezoid``; ``unobserved``: also score items outside the history (the
-    labelled extension); ``chunk_size``: rows per forward/backward chunk; ``batch_users``:
-    users integrated together in :meth:`explain_batch`.
+    ``right`` or ``trapezoid``; ``select``: the path-selection criterion (see the module
+    docstring); ``unobserved``: also score items outside the history (the labelled
+    extension); ``chunk_size``: rows per forward/backward chunk; ``batch_users``: users
+    integrated together in :meth:`explain_batch`.
     """
 
     name = "spinrec"
+    default_select = "del"
 
     def __init__(
         self,
@@ -326,10 +348,16 @@ class SpinRec(Explainer):
         kappa: int = 16,
         steps: int = 16,
         rule: str = "right",
+        select: str | None = None,
         unobserved: bool = False,
         chunk_size: int = 512,
         batch_users: int = 8,
     ) -> None:
+        self.select = self.default_select if select is None else str(select)
+        if self.select not in SELECTS:
+            raise ReclensError(
+                f"unknown SPINRec selection {self.select!r}: use {', '.join(SELECTS)}"
+            )
         if train is None or not sp.issparse(train):
             raise ReclensError("SPINRec needs the training matrix (CSR) to draw baselines from")
         if int(kappa) < 1:
@@ -486,6 +514,15 @@ class SpinRec(Explainer):
             torch.from_numpy(np.concatenate(index)).to(device),
         )
 
+    def _metric_criterion(
+        self, model: nn.Module, x: Tensor, target: int, maps: np.ndarray, items: np.ndarray
+    ) -> np.ndarray:
+        """Each candidate's value of the ``select`` metric [kappa], oriented so that lower is
+        better (as :func:`choose` wants)."""
+        values = fidelity_curves(model, x, target, maps, items, chunk_size=self.chunk_size)
+        metric = values.metrics()[self.select]
+        return metric if self.select in LOWER_IS_BETTER else -metric
+
     def _explain_chunk(
         self,
         model: nn.Module,
@@ -540,9 +577,14 @@ class SpinRec(Explainer):
         alphas, _ = path_weights(self.steps, self.rule)
         grad_np = grad_x.double().cpu().numpy() if self.unobserved else None
         per_user = (time.perf_counter() - start) / n_users
+        if self.select not in ("del", "none"):
+            criteria = [
+                self._metric_criterion(model, rows[i], int(targets[i]), maps[i], items[i])
+                for i in range(n_users)
+            ]
         out = []
         for i, user in enumerate(users):
-            chosen = choose(criteria[i])
+            chosen = 0 if self.select == "none" else choose(criteria[i])
             unobs_items = unobs_scores = None
             if grad_np is not None:
                 unobs_items = np.flatnonzero(x_np[i] <= 0).astype(np.int64)
@@ -563,8 +605,33 @@ class SpinRec(Explainer):
                     alphas=alphas,
                     path_probability=probs[i],
                     rule=self.rule,
+                    select=self.select,
                     unobserved_items=unobs_items,
                     unobserved_scores=unobs_scores,
                 )
             )
         return out
+
+
+class SpinRecIns(SpinRec):
+    """SPINRec with the path chosen on the insertion AUC (so it can be evaluated, without the
+    selection's own advantage, on the deletion-based metrics)."""
+
+    name = "spinrec_ins"
+    default_select = "ins_auc"
+
+
+class SpinRecSingle(SpinRec):
+    """SPINRec without path selection: the first sampled path (the ablation)."""
+
+    name = "spinrec_single"
+    default_select = "none"
+
+
+SELECTED_ON: dict[str, frozenset[str]] = {
+    "spinrec": frozenset({"del_auc", "cdcg_auc", *(m for m in METRICS if m.startswith("pos@"))}),
+    "spinrec_ins": frozenset({"ins_auc"}),
+    "spinrec_single": frozenset(),
+}
+"""For each SPINRec variant, the metrics its selection used (deletion: also POS@K and CDCG,
+which score the same deleted histories): comparing it on them would count the selection."""

@@ -31,7 +31,7 @@ class TargetFidelity:
     (0 for an explanation given in advance); ``curves``: the fidelity curves of every map that
     was measured, rows in ``rows`` order; ``rows``: report row name -> ``(first, stop)`` rows
     of ``curves`` (``stop`` None: the single row ``first``; else the best of the block, which is
-    SPINRec's best-of-kappa bound).
+    SPINRec's best-of-kappa bound); ``owners``: the explainer of each row not named after one.
     """
 
     target: int
@@ -39,6 +39,12 @@ class TargetFidelity:
     ms: dict[str, float]
     curves: FidelityCurves
     rows: dict[str, tuple[int, int | None]]
+    owners: dict[str, str]
+
+    def owner(self, name: str) -> str:
+        """The explainer whose explanation a report row comes from (itself, or the SPINRec
+        whose candidate maps give the best-of-kappa bound)."""
+        return self.owners.get(name, name)
 
     def metrics(self, name: str) -> dict[str, float]:
         """Every metric of :data:`explainers.fidelity.METRICS` for report row ``name``."""
@@ -85,6 +91,7 @@ def explain_target(
     ms: dict[str, float] = {}
     maps: list[np.ndarray] = []
     rows: dict[str, tuple[int, int | None]] = {}
+    owners: dict[str, str] = {}
     names = list(dict.fromkeys([*given, *explainers]))
     for name in names:
         start = time.perf_counter()
@@ -95,14 +102,15 @@ def explain_target(
         )
         ms[name] = 0.0 if name in given else 1000.0 * (time.perf_counter() - start)
         explanations[name] = exp
-        if isinstance(exp, SpinRecExplanation) and best_of_kappa:
+        if isinstance(exp, SpinRecExplanation) and best_of_kappa and exp.select == "del":
             first = len(maps)
             maps.extend(exp.candidates)
             rows[name] = (first + exp.chosen, None)
             rows[BEST_OF_KAPPA] = (first, first + exp.kappa)
+            owners[BEST_OF_KAPPA] = name
         else:
             rows[name] = (len(maps), None)
             maps.append(np.asarray(exp.scores, dtype=np.float64))
     items = next(iter(explanations.values())).items
     curves = fidelity_curves(model, x, target, np.stack(maps), items, chunk_size=chunk_size)
-    return TargetFidelity(target, explanations, ms, curves, rows)
+    return TargetFidelity(target, explanations, ms, curves, rows, owners)

@@ -348,3 +348,31 @@ def test_shortcuts_give_the_bare_models_fidelity(train, name):
     slow = fidelity_curves(Bare(model), x, 5, maps).metrics()
     for metric, value in slow.items():
         np.testing.assert_allclose(fast[metric], value, rtol=1e-5, atol=1e-7, err_msg=metric)
+
+
+def test_path_selection_is_a_parameter() -> None:
+    """del picks the lowest deletion AUC (the default), a metric picks its best candidate,
+    none keeps the first path; the candidates are the same maps whatever the selection."""
+    from explainers.registry import create
+
+    model = make_model()
+    n_items = N_ITEMS
+    rng = np.random.default_rng(1)
+    train = sp.csr_matrix((rng.random((40, n_items)) < 0.3).astype(np.float32))
+    x = torch.zeros(n_items)
+    x[[1, 4, 7, 9, 13, 20, 22]] = 1.0
+    made = {
+        name: create(name, train=train, kappa=6, steps=4).explain(model, x, 3, user=5, seed=2)
+        for name in ("spinrec", "spinrec_ins", "spinrec_single")
+    }
+    np.testing.assert_array_equal(made["spinrec"].candidates, made["spinrec_single"].candidates)
+    assert made["spinrec"].select == "del" and made["spinrec"].chosen == int(
+        np.argmin(made["spinrec"].criterion)
+    )
+    assert made["spinrec_single"].chosen == 0 and made["spinrec_single"].select == "none"
+    curves = fidelity_curves(model, x, 3, made["spinrec"].candidates, made["spinrec"].items)
+    ins = curves.metrics()["ins_auc"]
+    assert made["spinrec_ins"].chosen == int(np.argmax(ins))
+    np.testing.assert_allclose(made["spinrec_ins"].criterion, -ins)
+    with pytest.raises(ReclensError, match="unknown SPINRec selection 'best'"):
+        create("spinrec", train=train, select="best")
