@@ -174,3 +174,13 @@ def test_a_cancel_after_training_but_before_saving_saves_nothing(
             "synthetic", "pop", out=tmp_path / "runs", cancel=cancel, load_options=TINY
         )
     assert _runs(tmp_path) == []
+
+
+def test_only_recent_finished_jobs_are_remembered(tmp_path: Path) -> None:
+    jobs, _ = _jobs(tmp_path)
+    for k in range(70):
+        old = TrainingJob(id=f"j{k}", source="synthetic", model="pop", epochs=None)
+        old.status, old.started = "done", float(k)
+        jobs._jobs[old.id] = old
+    jobs._forget_finished()
+    assert sorted(jobs._jobs, key=lambda i: int(i[1:])) == [f"j{k}" for k in range(6, 70)]

@@ -201,9 +201,10 @@ class TrainingJobs:
             running = [j for j in self._jobs.values() if j.status == "running"]
             if len(running) >= self.limits.max_running:
                 raise JobRefused(
-                    f"a training job is already running ({running[0].model} on "
-                    f"{running[0].source}); wait for it or cancel it"
+                    f"{len(running)} training job(s) already running on this server (at most "
+                    f"{self.limits.max_running} at once); wait for it or cancel it"
                 )
+            self._forget_finished()
             self._jobs[job.id] = job
             job.process.start()
         job.thread.start()
@@ -212,6 +213,12 @@ class TrainingJobs:
     def job(self, job_id: str) -> TrainingJob | None:
         """The job ``job_id`` (None when unknown)."""
         return self._jobs.get(job_id)
+
+    def _forget_finished(self, keep: int = 64) -> None:
+        """Drop the oldest finished jobs beyond ``keep`` (the caller holds the lock)."""
+        finished = [j for j in self._jobs.values() if j.status != "running"]
+        for old in sorted(finished, key=lambda j: j.started)[: max(0, len(finished) - keep)]:
+            del self._jobs[old.id]
 
     def cancel_session(self, owner: str) -> list[TrainingJob]:
         """Cancel every running job of session ``owner`` (its page was closed); returns them."""
