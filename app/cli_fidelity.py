@@ -49,7 +49,7 @@ from engine.pipeline import prepare_spec, source_spec, train_run
 from engine.runs import fidelity_file, list_runs, runs_root, write_derived
 from engine.session import OpenRun
 from explainers.batch import FidelityReport, sample_users
-from explainers.fidelity import CURVES, FIXED_LENGTHS
+from explainers.fidelity import CURVES, EDIT_RULES, FIXED_LENGTHS
 from explainers.registry import explainer_names, parse_names
 
 TABLE_METRICS: tuple[str, ...] = tuple(f"{c}_auc" for c in CURVES)
@@ -91,6 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write all per-user results to this Parquet")
     parser.add_argument("--epochs", type=int_in(1), help="most training epochs when training")
     parser.add_argument("--kappa", type=int, default=16, help="SPINRec baselines (16)")
+    parser.add_argument(
+        "--edit-rule", choices=EDIT_RULES, default="round",
+        help="fraction to count: round (round-half-up(f n), the default) or array_split (the "
+        "SPINRec/LXR reference code's bins, to compare with the paper)",
+    )  # fmt: skip
     parser.add_argument(
         "--select", default="del", metavar="LIST",
         help="SPINRec's path selection, one row each: del (the paper's: lowest deletion AUC), "
@@ -203,7 +208,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     options = backend_options(args)
     load_options = parse_options(args.data_option)
     params: dict[str, dict[str, Any]] = {
-        **{name: {"kappa": args.kappa, "steps": args.steps} for name in SELECTIONS.values()},
+        **{
+            name: {"kappa": args.kappa, "steps": args.steps, "edit_rule": args.edit_rule}
+            for name in SELECTIONS.values()
+        },
         "ig_zero": {"steps": args.steps},
     }
     opened = {name: obtain(args, name, load_options) for name in models}
@@ -213,8 +221,12 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     for name, run in opened.items():
         handle = run_handle(run.path, name, ship=ship)
         handles.append(replace(handle, payload=share(handle.payload, options)))
-    tasks = fidelity_tasks(handles, names, users, args.seed, params, batch=args.shard_users)
-    store = ShardStore(job_folder(handles, names, users, args.seed, params, args.shard_users))
+    tasks = fidelity_tasks(
+        handles, names, users, args.seed, params, args.shard_users, args.edit_rule
+    )
+    store = ShardStore(
+        job_folder(handles, names, users, args.seed, params, args.shard_users, args.edit_rule)
+    )
     progress = None if args.quiet else log_progress("fidelity")
     frames = run_tasks(tasks, options, store=store, resume=args.resume, progress=progress)
     per_user = combine(frames)
@@ -285,6 +297,7 @@ def job_folder(
     seed: int,
     params: dict[str, Any],
     shard_users: int,
+    edit_rule: str,
 ) -> Path:
     """Where the shards of this exact job are stored: the same job gives the same folder."""
     spec = {
@@ -294,6 +307,7 @@ def job_folder(
         "seed": seed,
         "params": params,
         "shard_users": shard_users,
+        "edit_rule": edit_rule,
     }
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return reclens_home() / "jobs" / f"fidelity-{digest}"

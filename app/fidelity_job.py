@@ -68,6 +68,7 @@ def fidelity_tasks(
     seed: int,
     params: dict[str, dict[str, Any]],
     batch: int = SHARD_USERS,
+    edit_rule: str = "round",
 ) -> list[Task]:
     """One task per (run, explainer, batch of ``batch`` users); ``users``: model -> users."""
     tasks = []
@@ -77,7 +78,7 @@ def fidelity_tasks(
             for lo in range(0, chosen.shape[0], batch):
                 part = tuple(int(u) for u in chosen[lo : lo + batch])
                 key = f"{run.model}-{name}-{lo:07d}"
-                args = (run, name, part, int(seed), dict(params.get(name, {})))
+                args = (run, name, part, int(seed), dict(params.get(name, {})), edit_rule)
                 tasks.append(Task(key, fidelity_shard, args))
     return tasks
 
@@ -108,7 +109,12 @@ def _model_and_split(run: RunHandle) -> tuple[torch.nn.Module, Split]:
 
 
 def fidelity_shard(
-    run: RunHandle, explainer: str, users: tuple[int, ...], seed: int, params: dict[str, Any]
+    run: RunHandle,
+    explainer: str,
+    users: tuple[int, ...],
+    seed: int,
+    params: dict[str, Any],
+    edit_rule: str = "round",
 ) -> pl.DataFrame:
     """Per-user fidelity of one explainer for some users of one run (one torch thread)."""
     model, split = _model_and_split(run)
@@ -123,6 +129,7 @@ def fidelity_shard(
             seed=seed,
             model_name=run.model,
             params={explainer: params} if params else None,
+            edit_rule=edit_rule,
         )
     finally:
         torch.set_num_threads(threads)

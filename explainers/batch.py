@@ -136,6 +136,7 @@ def evaluate_fidelity(
     params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk_size: int = 512,
+    edit_rule: str = "round",
 ) -> FidelityReport:
     """Explain the top-1 item of test users with each explainer and measure fidelity.
 
@@ -143,7 +144,8 @@ def evaluate_fidelity(
     ``seed``); ``explainers``: ``all`` or names; ``params``: per-explainer keyword arguments;
     ``progress(done, total)`` is called after each user. SPINRec (when present) adds the
     ``spinrec_best_of_kappa`` rows. Explanations are seeded with ``seed``; each user is one
-    :func:`explain_target`.
+    :func:`explain_target`; ``edit_rule``: how fractions become counts in the curves
+    (:data:`explainers.fidelity.EDIT_RULES`; give SPINRec the same one in ``params``).
     """
     names = parse_names(explainers)
     params = params or {}
@@ -158,8 +160,9 @@ def evaluate_fidelity(
             raise ReclensError(f"user {int(user)} has no training items to explain")
         target = int(top1_outside(model, x[None])[0])
         result = explain_target(
-            model, x, target, built, user=int(user), seed=seed, chunk_size=chunk_size
-        )
+            model, x, target, built, user=int(user), seed=seed, chunk_size=chunk_size,
+            edit_rule=edit_rule,
+        )  # fmt: skip
         for name in result.rows:
             owner = result.owner(name)
             exp = result.explanations[owner]

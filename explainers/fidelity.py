@@ -70,10 +70,23 @@ LOWER_IS_BETTER: frozenset[str] = frozenset(
 )
 
 
-def removed_counts(n: int) -> np.ndarray:
-    """Items edited at each fraction: ``round(f * n)`` half up, int64 [11], for ``n`` items."""
+EDIT_RULES: tuple[str, ...] = ("round", "array_split")
+"""How a fraction f of n history items becomes a count: ``round`` (the default) is
+round-half-up(f n); ``array_split`` is the SPINRec/LXR reference code's rule, removing the
+first k of ``np.array_split(order, 10)`` bins at f = k/10 (the first n mod 10 bins hold one
+item more), so RecLens's numbers can be put beside the paper's."""
+
+
+def removed_counts(n: int, rule: str = "round") -> np.ndarray:
+    """Items edited at each fraction f = 0, 0.1, ..., 1 for ``n`` items, int64 [11]."""
     i = np.arange(N_FRACTIONS, dtype=np.int64)
-    return (2 * i * int(n) + (N_FRACTIONS - 1)) // (2 * (N_FRACTIONS - 1))
+    n = int(n)
+    if rule == "round":
+        return (2 * i * n + (N_FRACTIONS - 1)) // (2 * (N_FRACTIONS - 1))
+    if rule == "array_split":
+        bins = N_FRACTIONS - 1
+        return i * (n // bins) + np.minimum(i, n % bins)
+    raise ReclensError(f"unknown edit rule {rule!r}: use {' or '.join(EDIT_RULES)}")
 
 
 @dataclass(frozen=True)
@@ -177,13 +190,15 @@ def fidelity_curves(
     items: np.ndarray | None = None,
     *,
     chunk_size: int = 512,
+    edit_rule: str = "round",
 ) -> FidelityCurves:
     """Every fidelity curve of ``M`` attribution maps of one history.
 
     ``x``: the history [n_items]; ``scores``: float [M, n_hist] (or [n_hist]), a score per
     history item for each map; ``items``: int64 [n_hist], the history items the scores refer
-    to (default: the nonzero entries of ``x``, ascending). One forward pass (chunked) over the
-    distinct ones among the 43 * M edited histories.
+    to (default: the nonzero entries of ``x``, ascending); ``edit_rule``: how fractions become
+    counts (:data:`EDIT_RULES`). One forward pass (chunked) over the distinct ones among the
+    43 * M edited histories.
     """
     row = as_rows(x, model)[0]
     items = history_items(row) if items is None else np.asarray(items, dtype=np.int64)
@@ -194,7 +209,7 @@ def fidelity_curves(
     m = maps.shape[0]
     device = model_device(model)
     p = _positions(maps)[:, None, :]  # [M, 1, n]
-    counts = removed_counts(n)
+    counts = removed_counts(n, edit_rule)
     c = counts[None, :, None]  # [1, 11, 1]
     fixed = np.array([min(k, n) for k in FIXED_LENGTHS])[None, :, None]  # [1, 5, 1]
     keeps = [
@@ -262,7 +277,7 @@ def explanation_metrics(
 
 
 def deletion_masks(
-    items: list[np.ndarray], maps: list[np.ndarray]
+    items: list[np.ndarray], maps: list[np.ndarray], edit_rule: str = "round"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The edits behind the deletion curves of several users' maps, as keep masks.
 
@@ -275,7 +290,7 @@ def deletion_masks(
     for hist, scores in zip(items, maps, strict=True):
         n = int(hist.shape[0])
         pos = _positions(_check_maps(scores, n))  # [M, n]
-        c = removed_counts(n)[1:]  # [10]
+        c = removed_counts(n, edit_rule)[1:]  # [10]
         keep = (pos[:, None, :] >= c[None, :, None]).reshape(-1, n)  # [M * 10, n]
         out.append(unique_masks(keep))
     return out
@@ -286,6 +301,7 @@ def deletion_requests(
     targets: np.ndarray,
     items: list[np.ndarray],
     maps: list[np.ndarray],
+    edit_rule: str = "round",
 ) -> tuple[Tensor, np.ndarray, np.ndarray, list[int]]:
     """The edited histories behind the deletion curves of several users' maps.
 
@@ -297,7 +313,7 @@ def deletion_requests(
     """
     parts, index, tgts, sizes = [], [], [], []
     offset = 0
-    for u, (unique, inverse) in enumerate(deletion_masks(items, maps)):
+    for u, (unique, inverse) in enumerate(deletion_masks(items, maps, edit_rule)):
         parts.append(edited_rows(rows[u], items[u], torch.from_numpy(unique).to(rows.device)))
         index.append(inverse + offset)
         tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
@@ -331,6 +347,7 @@ def deletion_aucs(
     maps: list[np.ndarray],
     p_full: Tensor,
     chunk_size: int = 512,
+    edit_rule: str = "round",
 ) -> list[np.ndarray]:
     """Deletion AUC of each map, for several users at once (one batched forward pass).
 
@@ -340,7 +357,7 @@ def deletion_aucs(
     float64 [M_u] per user: the mean of the 11 deletion-curve points. Identical edited
     histories (maps agreeing on their top items) are scored once.
     """
-    edited, index, tgts, sizes = deletion_requests(rows, targets, items, maps)
+    edited, index, tgts, sizes = deletion_requests(rows, targets, items, maps, edit_rule)
     if not sizes:
         return []
     probs = gather_probabilities(model, edited, index, tgts, chunk_size)

@@ -72,6 +72,7 @@ from explainers.fidelity import (
     deletion_masks,
     deletion_requests,
     fidelity_curves,
+    removed_counts,
 )
 
 RULES: tuple[str, ...] = ("right", "trapezoid")
@@ -334,9 +335,10 @@ class SpinRec(Explainer):
 
     ``kappa``: number of sampled baselines (paths); ``steps``: J, points per path; ``rule``:
     ``right`` or ``trapezoid``; ``select``: the path-selection criterion (see the module
-    docstring); ``unobserved``: also score items outside the history (the labelled
-    extension); ``chunk_size``: rows per forward/backward chunk; ``batch_users``: users
-    integrated together in :meth:`explain_batch`.
+    docstring); ``edit_rule``: how the deletion criterion turns fractions into counts
+    (:data:`explainers.fidelity.EDIT_RULES`); ``unobserved``: also score items outside the
+    history (the labelled extension); ``chunk_size``: rows per forward/backward chunk;
+    ``batch_users``: users integrated together in :meth:`explain_batch`.
     """
 
     name = "spinrec"
@@ -349,6 +351,7 @@ class SpinRec(Explainer):
         steps: int = 16,
         rule: str = "right",
         select: str | None = None,
+        edit_rule: str = "round",
         unobserved: bool = False,
         chunk_size: int = 512,
         batch_users: int = 8,
@@ -363,6 +366,8 @@ class SpinRec(Explainer):
         if int(kappa) < 1:
             raise ReclensError(f"SPINRec needs kappa >= 1 baselines, got {kappa}")
         path_weights(steps, rule)  # validates steps and rule
+        removed_counts(1, edit_rule)  # validates the edit rule
+        self.edit_rule = edit_rule
         self.train = sp.csr_matrix(train, dtype=np.float32)
         if not self.train.has_canonical_format:  # rows are gathered by index (see dense_rows)
             self.train = self.train.copy()
@@ -461,7 +466,7 @@ class SpinRec(Explainer):
     ) -> Tensor:
         """Target probabilities of the baselines (right rule) then of every deletion-curve
         point, through dense edited histories."""
-        edited, index, tgts, _ = deletion_requests(rows, targets, items, maps)
+        edited, index, tgts, _ = deletion_requests(rows, targets, items, maps, self.edit_rule)
         if self.rule == "right":
             first, b_index, b_tgts = self._base_requests(base_users, targets)
             base_flat = baselines.reshape(-1, baselines.shape[2])
@@ -496,7 +501,7 @@ class SpinRec(Explainer):
             index.append(b_index)
             tgts.append(b_tgts)
             offset = first.shape[0]
-        for u, (unique, inverse) in enumerate(deletion_masks(items, maps)):
+        for u, (unique, inverse) in enumerate(deletion_masks(items, maps, self.edit_rule)):
             cols = torch.from_numpy(items[u]).to(rows.device)
             values = rows[u, cols]  # [n_u]
             keep = torch.from_numpy(unique).to(rows.device, rows.dtype)  # [Q_u, n_u]
@@ -519,7 +524,9 @@ class SpinRec(Explainer):
     ) -> np.ndarray:
         """Each candidate's value of the ``select`` metric [kappa], oriented so that lower is
         better (as :func:`choose` wants)."""
-        values = fidelity_curves(model, x, target, maps, items, chunk_size=self.chunk_size)
+        values = fidelity_curves(
+            model, x, target, maps, items, chunk_size=self.chunk_size, edit_rule=self.edit_rule
+        )
         metric = values.metrics()[self.select]
         return metric if self.select in LOWER_IS_BETTER else -metric
 

@@ -78,6 +78,7 @@ def explain_target(
     given: Mapping[str, Explanation] | None = None,
     best_of_kappa: bool = True,
     chunk_size: int = 512,
+    edit_rule: str = "round",
 ) -> TargetFidelity:
     """Explain ``target`` for history ``x`` with each explainer, then measure every map at once.
 
@@ -112,5 +113,7 @@ def explain_target(
             rows[name] = (len(maps), None)
             maps.append(np.asarray(exp.scores, dtype=np.float64))
     items = next(iter(explanations.values())).items
-    curves = fidelity_curves(model, x, target, np.stack(maps), items, chunk_size=chunk_size)
+    curves = fidelity_curves(
+        model, x, target, np.stack(maps), items, chunk_size=chunk_size, edit_rule=edit_rule
+    )
     return TargetFidelity(target, explanations, ms, curves, rows, owners)

@@ -71,6 +71,27 @@ def test_removed_counts_round_half_up():
     assert removed_counts(1).tolist() == [0] * 5 + [1] * 6
 
 
+@pytest.mark.parametrize("n", [1, 4, 7, 10, 23, 147])
+def test_array_split_rule_equals_the_reference_codes_bins(n: int) -> None:
+    """At f = k/10 the reference code removes the first k of np.array_split(order, 10)."""
+    bins = np.array_split(np.arange(n), 10)
+    expected = [sum(len(b) for b in bins[:k]) for k in range(11)]
+    assert removed_counts(n, "array_split").tolist() == expected
+    differs = removed_counts(n, "array_split") != removed_counts(n)
+    assert differs.any() == (n in (4, 7, 23, 147))  # the two rules disagree on these n
+    with pytest.raises(ReclensError, match="unknown edit rule"):
+        removed_counts(n, "floor")
+
+
+def test_the_edit_rule_reaches_the_curves():
+    model = hand_model()
+    scores = np.array([4.0, 3.0, 2.0, 1.0])
+    base = fidelity_curves(model, history(), TARGET, scores, HISTORY)
+    split = fidelity_curves(model, history(), TARGET, scores, HISTORY, edit_rule="array_split")
+    np.testing.assert_array_equal(split.counts, removed_counts(4, "array_split"))
+    assert not np.array_equal(base.curves["del"], split.curves["del"])
+
+
 def test_curves_match_hand_computed_values():
     model = hand_model()
     res = fidelity_curves(model, history(), TARGET, np.array([4.0, 3.0, 2.0, 1.0]))
