@@ -455,10 +455,15 @@ def test_closed_session_frees_its_page(service: EngineService) -> None:
         )
         assert any(r.name.startswith("main") for r in session.document.roots)
         assert _live_pages() == before + 1
+        job = service.start_training("synthetic", "mf", epochs=500, owner=session.id)
         session.close()
         deadline = time.time() + 30
         while _live_pages() > before and time.time() < deadline:
             time.sleep(0.5)
         assert _live_pages() == before
+        while job.status == "running" and time.time() < deadline + 30:
+            time.sleep(0.2)
+        assert job.status == "cancelled"  # the page's job ended with its page
+        assert not job.run_id
     finally:
         thread.stop()

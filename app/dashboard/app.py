@@ -433,6 +433,8 @@ def create_app(service: EngineService) -> pn.viewable.Viewable:
         )
     page.sync_url()
     pn.state.on_session_destroyed(lambda _ctx: page.dispose())
+    # the page's training jobs belong to it: closing the page cancels them
+    pn.state.on_session_destroyed(lambda ctx: service.jobs.cancel_session(ctx.id))
     template = page.template()
     log.debug("page built in %.3f s", time.perf_counter() - started)
     return template

@@ -364,15 +364,19 @@ class EngineService:
         epochs: int | None = None,
         seed: int = 0,
         train_options: dict[str, Any] | None = None,
+        owner: str = "",
     ) -> TrainingJob:
-        """Train ``model`` on ``source`` in a background thread; returns the job at once.
+        """Train ``model`` on ``source`` in a child process; returns the job at once.
 
-        ``train_options`` override the model's training settings (e.g. ``patience``).
+        ``train_options`` override the model's training settings (e.g. ``patience``); ``owner``
+        is the browser session that started it (its jobs are cancelled when it closes).
         """
         if model not in self.models():
             raise DashboardError(f"unknown model {model!r}: pick one of {', '.join(self.models())}")
         load_options = self.data_options if source == self.default_source else None
-        return self.jobs.start(source, model, epochs, seed, train_options, load_options)
+        return self.jobs.start(
+            source, model, epochs, seed, train_options, load_options, owner=owner
+        )
 
     def job(self, job_id: str) -> TrainingJob | None:
         """The job ``job_id`` (None when unknown)."""

@@ -120,7 +120,10 @@ def serve(
         server = get_server(page, loop=loop, **options)
         install(server._tornado, wall)
         server.start()
-        server.io_loop.start()
+        try:
+            server.io_loop.start()
+        finally:
+            service.jobs.close()  # no training child outlives the server
         return server
 
     if threaded:

@@ -142,7 +142,11 @@ class OverviewView(TabView):
         dataset = self.state.dataset or self.service.default_source
         source = self.service.source_of(dataset)
         try:
-            job = self.service.start_training(source, self._model.value, self._epochs.value)
+            context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+            job = self.service.start_training(
+                source, self._model.value, self._epochs.value,
+                owner=context.id if context is not None else "",
+            )  # fmt: skip
         except Exception as err:  # noqa: BLE001 - shown in the panel
             self._status.object = md("**Could not start:** {err}", err=hide_paths(str(err)))
             return
