@@ -16,7 +16,8 @@ at least 10x on mf and neumf). Correctness is printed beside them: the largest d
 between captum's attributions and SPINRec's candidate maps, relative to the largest
 attribution (target: at most 1e-6), and the share of users whose chosen path differs from
 SPINRec run on the bare model (``forward`` only, every shortcut hidden; target: none), with the
-largest relative difference between the two SPINRec maps.
+largest relative difference between the two SPINRec maps; and, for scale, both SPINRec's and
+captum's difference from captum run on a float64 copy of the model (float32's own rounding).
 
 Then, for multvae, the wall time of explaining every test user with SPINRec, batched (target:
 under 60 s). Load averages are printed before and after, because the machine may be shared.
@@ -30,6 +31,7 @@ Run: ``RECLENS_DATA=/work/shared/data .venv/bin/python bench/explain_bench.py``.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -129,10 +131,13 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
             maps.append((attr[0] * x).detach())
         return torch.stack(maps)
 
-    # correctness, once per user: captum's maps, and SPINRec on the bare model
+    # correctness, once per user: captum's maps, and SPINRec on the bare model; both against
+    # captum on a float64 copy of the model (float32's own rounding, for scale)
     bare = Bare(model).eval()  # (a new module is in training mode: eval_mode would restore it)
+    model64 = copy.deepcopy(model).double()
+    ig64 = IntegratedGradients(lambda inp: model64.probability(model64(inp)))
     cases: list[tuple[Tensor, Tensor, SpinRecExplanation]] = []
-    max_rel, max_rel_bare, differ = 0.0, 0.0, 0
+    max_rel, max_rel_bare, differ, ours64, captum64 = 0.0, 0.0, 0, 0.0, 0.0
     for u in sample:
         x = row(u)
         exp = spin.explain(model, x, user=int(u))
@@ -146,6 +151,18 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
             max_rel_bare, float(np.abs(ref.candidates - exp.candidates).max()) / scale
         )
         differ += int(ref.chosen != exp.chosen)
+        exact = ig64.attribute(
+            x[None].expand(KAPPA, -1).double(),
+            baselines=baselines.double(),
+            target=exp.target,
+            n_steps=STEPS,
+            method="riemann_right",
+            internal_batch_size=KAPPA * STEPS,
+        )
+        exact = (exact * x.double()).detach().numpy()[:, exp.items]
+        scale64 = max(float(np.abs(exact).max()), 1e-30)
+        ours64 = max(ours64, float(np.abs(exp.candidates - exact).max()) / scale64)
+        captum64 = max(captum64, float(np.abs(maps - exact).max()) / scale64)
         cases.append((x, baselines, exp))
 
     x0, b0, e0 = cases[0]  # warm-up of every method
@@ -165,6 +182,8 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
         "max_rel": max_rel,
         "max_rel_bare": max_rel_bare,
         "differ": differ,
+        "ours64": ours64,
+        "captum64": captum64,
         "users": len(cases),
     }
 
@@ -218,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             f"chosen path differs from the bare model's for {res['differ']} of {res['users']} "
             f"users ({share:.0f}%) [target 0]; max |SPINRec - bare| / max |captum| = "
             f"{res['max_rel_bare']:.2e}"
+        )
+        print(
+            f"  against float64 (captum on a float64 copy): SPINRec {res['ours64']:.2e}, "
+            f"captum float32 {res['captum64']:.2e} (relative to the largest attribution)"
         )
     if "multvae" in opened and not args.no_all_users:
         n, wall_s = all_users(opened["multvae"], args.batch_users)
