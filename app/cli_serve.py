@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from app.cli_backend import add_backend_options, backend_options
 from data.errors import ReclensError
 
 DEMO_BUDGET_S = 15.0
@@ -97,6 +98,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         default=False,
         help="open a browser tab (--no-show by default)",
     )
+    add_backend_options(parser)  # where fidelity evaluations started from the page run
 
 
 def port_number(text: str) -> int:
@@ -166,7 +168,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from app.dashboard.server import make_service
 
     check_bindable(args.address, args.port)
-    service = make_service(args.runs, args.dataset, projection=args.projection)
+    service = make_service(
+        args.runs, args.dataset, projection=args.projection, backend=backend_options(args)
+    )
     _serve(service, args)
     return 0
 
@@ -176,7 +180,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from app.dashboard.server import make_service
 
     check_bindable(args.address, args.port)
-    service = make_service(args.runs, args.dataset, projection=args.projection)
+    service = make_service(
+        args.runs, args.dataset, projection=args.projection, backend=backend_options(args)
+    )
     dataset_name = _dataset_name(args.dataset)
     existing = [s for s in service.summaries(refresh=True) if s.dataset == dataset_name]
     if existing:

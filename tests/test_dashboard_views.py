@@ -467,3 +467,24 @@ def test_closed_session_frees_its_page(service: EngineService) -> None:
         assert not job.run_id
     finally:
         thread.stop()
+
+
+def test_fidelity_across_users_runs_as_a_job_and_feeds_the_comparison(
+    dash: Page, service: EngineService
+) -> None:
+    view = dash.view("explain")
+    section = view.fidelity
+    section._across_users.value = 12
+    section._on_across()
+    job = service.fidelity_jobs.job(section._across_job)
+    assert job is not None and job.n_users == 12
+    deadline = time.time() + 120
+    while job.status == "running" and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.status == "done", job.message
+    assert job.progress is not None and job.progress.done == job.progress.total > 0
+    section.poll_across()
+    assert "Across 12 users" in str(section._across_status.object)
+    assert service.load(dash.state.run).opened.stored_fidelity()["user"].n_unique() == 12
+    with pytest.raises(ReclensError, match="users must be between 1 and 1000"):
+        service.fidelity_jobs.start(service.load(dash.state.run), ["random"], 5000)

@@ -8,7 +8,8 @@ Sessions only read from it or start jobs. It is a catalogue, caches and delegati
   first out, and bounded caches of projections, explanations, fidelity curves and
   trajectories;
 - the 2-D teaching diffusion's trained models (:class:`~app.dashboard.teaching.TeachingDiffusion`);
-- training jobs (:class:`~app.dashboard.jobs.TrainingJobs`).
+- training jobs (:class:`~app.dashboard.jobs.TrainingJobs`) and fidelity evaluations across
+  users on the server's executor back end (:class:`~app.dashboard.fidelity_jobs.FidelityJobs`).
 
 The numbers come from :mod:`engine` and :mod:`explainers`; :mod:`app.dashboard.shaping` joins
 them with titles and ids. Every failure a user can cause raises
@@ -26,6 +27,7 @@ import pandas as pd
 
 from app.dashboard.cache import LRU
 from app.dashboard.catalogue import LEADERBOARD_BEYOND, DashboardError, RunCatalogue, number
+from app.dashboard.fidelity_jobs import FidelityJobs
 from app.dashboard.jobs import TrainingJob, TrainingJobs
 from app.dashboard.shaping import (
     ExplanationView,
@@ -40,8 +42,9 @@ from app.dashboard.teaching import TeachingDiffusion
 from app.fidelity_stats import evidence_of
 from engine import registry
 from engine.beyond import BeyondResult
+from engine.executor import BackendOptions
 from engine.groups import available_groupings
-from engine.runs import RunSummary
+from engine.runs import FIDELITY_FOLDER, RunSummary
 from engine.session import OpenRun
 from engine.trajectory import Trajectory
 from explainers import registry as explainer_registry
@@ -63,6 +66,7 @@ class EngineService:
         device: str = "cpu",
         max_runs: int = 8,
         projection_method: str = "umap",
+        backend: BackendOptions | None = None,
     ) -> None:
         self.catalogue = RunCatalogue(runs_root)
         self.default_source = default_source
@@ -78,6 +82,7 @@ class EngineService:
         self._misc: LRU[Any] = LRU(64)
         self.jobs = TrainingJobs(self.runs_root, device, self._saved)
         self.teaching = TeachingDiffusion(self._item_points)
+        self.fidelity_jobs = FidelityJobs(backend)
 
     # -- the catalogue ---------------------------------------------------------------------
     @property
@@ -311,7 +316,9 @@ class EngineService:
     def fidelity_evidence(self, run_id: str) -> str:
         """The explainer comparisons across users stored with the run, in words, or ""."""
         opened = self.load(run_id).opened
-        return self._misc.get(("evidence", run_id), lambda: evidence_of(opened.stored_fidelity()))
+        stored = tuple(n for n in opened.run.manifest if n.startswith(FIDELITY_FOLDER))
+        key = ("evidence", run_id, stored)
+        return self._misc.get(key, lambda: evidence_of(opened.stored_fidelity()))
 
     # -- diffusion -----------------------------------------------------------------------
     def trajectory(

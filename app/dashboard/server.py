@@ -21,6 +21,7 @@ from app.dashboard.app import Page, create_app, load_extensions
 from app.dashboard.engine_service import EngineService
 from app.dashboard.security import Wall, install, served_hosts
 from app.dashboard.views.common import friendly
+from engine.executor import BackendOptions
 
 log = logging.getLogger("reclens.dashboard")
 
@@ -195,13 +196,19 @@ def make_service(
     runs: str | Path | None,
     dataset: str = "synthetic",
     projection: str = "umap",
+    backend: BackendOptions | None = None,
     **data_options: Any,
 ) -> EngineService:
-    """The engine service over ``runs`` (default: the engine's runs folder)."""
+    """The engine service over ``runs`` (default: the engine's runs folder); ``backend``: where
+    fidelity evaluations started from the page run (default: in the server's process)."""
     if runs is None:
         from engine.runs import runs_root
 
         runs = runs_root()
     return EngineService(
-        runs, default_source=dataset, data_options=data_options, projection_method=projection
+        runs,
+        default_source=dataset,
+        data_options=data_options,
+        projection_method=projection,
+        backend=backend,
     )

@@ -17,6 +17,7 @@ import panel as pn
 import param
 from panel.io import hold
 
+from app.dashboard.fidelity_jobs import MAX_USERS
 from app.dashboard.plots import explain as plots
 from app.dashboard.views.common import (
     caption,
@@ -97,14 +98,68 @@ class FidelitySection(pn.viewable.Viewer):
             visible=False,
         )  # fmt: skip
         self._error = friendly("", "warning", visible=False, margin=5)
+        self._across_users = pn.widgets.IntInput(
+            name="users", value=100, start=1, end=MAX_USERS, width=100
+        )
+        self._across = pn.widgets.Button(label="Evaluate across users", width=200)
+        self._across.on_click(self._on_across)
+        self._across_bar = pn.indicators.Progress(value=0, max=100, width=200, visible=False)
+        self._across_status = caption("")
+        self._across_job = ""
+        self._across_poll: Any = None
         self._layout = pn.Column(
             self._picker,
             pn.Row(self._button, self._follow, sizing_mode="stretch_width"),
             self._note,
             self._error,
             self.shown,
+            pn.Row(self._across_users, self._across, self._across_bar, sizing_mode="stretch_width"),
+            self._across_status,
             sizing_mode="stretch_width",
         )
+
+    # -- across users: a job on the server's back end ------------------------------------------
+    def _on_across(self, _: Any = None) -> None:
+        """Start evaluating SPINRec and the chosen explainers on many test users of this run."""
+        service, state = self.view.service, self.view.state
+        context = pn.state.curdoc.session_context if pn.state.curdoc is not None else None
+        try:
+            job = service.fidelity_jobs.start(
+                service.load(state.run), list(self.baselines), int(self._across_users.value),
+                owner=context.id if context is not None else "",
+            )  # fmt: skip
+        except ReclensError as err:
+            self._across_status.object = md("Not started: {err}", err=hide_paths(str(err)))
+            return
+        self._across_job = job.id
+        self._across.disabled = True
+        self._across_bar.param.update(value=0, visible=True)
+        self._across_status.object = md(
+            "Evaluating {n} users on the server's back end\u2026", n=job.n_users
+        )
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            self._across_poll = pn.state.add_periodic_callback(self.poll_across, period=500)
+
+    def poll_across(self) -> None:
+        """Show the job's progress; when it ended, its outcome and the comparison across users."""
+        job = self.view.service.fidelity_jobs.job(self._across_job)
+        if job is None:
+            return
+        self._across_bar.value = int(round(100 * job.share_done))
+        if job.status == "running":
+            if job.progress is not None:
+                self._across_status.object = md("Shards: {line}", line=job.progress.line())
+            return
+        if self._across_poll is not None:
+            self._across_poll.stop()
+            self._across_poll = None
+        self._across.disabled = False
+        self._across_bar.visible = False
+        if job.status == "done":
+            text = self.view.service.fidelity_evidence(job.run_id)
+            self._across_status.object = md("{done}. {text}", done=job.message, text=text)
+        else:
+            self._across_status.object = md("Failed: {err}", err=hide_paths(job.message))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame() if self.curves is None else self.curves
