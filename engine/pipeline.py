@@ -41,7 +41,15 @@ from engine.contract import Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
 from engine.run_config import DatasetSpec, RunConfig, SplitSpec
-from engine.runs import Run, fingerprint, library_versions, runs_root, save_run, with_model
+from engine.runs import (
+    CONFIG,
+    Run,
+    fingerprint,
+    library_versions,
+    runs_root,
+    save_run,
+    with_model,
+)
 from engine.train import EpochReport, TrainResult, fit
 
 KS: tuple[int, ...] = (10, 20)
@@ -388,7 +396,7 @@ def load_context(run: Run | RunConfig, dataset: Dataset | None = None) -> tuple[
     fingerprint (users, items, interactions, training matrix).
     """
     config = run.config if isinstance(run, Run) else run
-    label = str(run.path / "config.json") if isinstance(run, Run) else "run config"
+    label = str(run.path / CONFIG) if isinstance(run, Run) else "run config"
     spec = {
         "kind": config.dataset.kind,
         "source": config.dataset.source,

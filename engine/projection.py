@@ -2,9 +2,10 @@
 
 :func:`run_projection` returns the [n, 2] coordinates of a run's items or users, rows in
 the order of the saved embeddings (``run.item_embeddings().index``). The first call computes
-them and writes ``<kind>_2d.parquet`` (``index``, ``x``, ``y``) and ``<kind>_2d.json``
-(method, seed, parameters, seconds) into the run folder (PCA: ``<kind>_2d_pca.*``); later
-calls read them back, as long as the embeddings file they came from is unchanged.
+them and stores a table (``index``, ``x``, ``y``) and its description (method, seed,
+parameters, seconds) with the run through :func:`engine.runs.write_derived` (file names:
+:func:`engine.runs.projection_files`), so the manifest covers them; later calls read them back,
+as long as the embeddings file they came from is unchanged.
 
 UMAP uses umap-learn with ``metric="cosine"``, ``n_neighbors=15`` and ``random_state`` = the
 run's seed. A fixed ``random_state`` makes umap-learn run single-threaded anyway, so
