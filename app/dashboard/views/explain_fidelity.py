@@ -99,7 +99,7 @@ class FidelitySection(pn.viewable.Viewer):
         )  # fmt: skip
         self._error = friendly("", "warning", visible=False, margin=5)
         self._across_users = pn.widgets.IntInput(
-            name="users", value=100, start=1, end=MAX_USERS, width=100
+            label="users", value=100, start=1, end=MAX_USERS, width=100
         )
         self._across = pn.widgets.Button(label="Evaluate across users", width=200)
         self._across.on_click(self._on_across)
