@@ -26,7 +26,7 @@ from engine.pipeline import train_run  # noqa: E402
 from engine.runs import list_runs  # noqa: E402
 from engine.session import OpenRun  # noqa: E402
 from explainers.batch import sample_users  # noqa: E402
-from explainers.registry import explainer_names  # noqa: E402
+from explainers.registry import parse_names  # noqa: E402
 
 TARGET_RATIO = 1.3
 PARAMS = {"spinrec": {"kappa": 16, "steps": 16}, "ig_zero": {"steps": 16}}
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         name: sample_users(OpenRun.open(path).split, args.users, seed=0)
         for name, path in runs.items()
     }
-    explainers = list(explainer_names())
+    explainers = parse_names("all")
     tasks = fidelity_tasks(handles, explainers, users, 0, PARAMS)
     n_users = sum(len(u) for u in users.values())
     print(f"job: {len(models)} models x {len(explainers)} explainers x {n_users} users in total, "
