@@ -4,8 +4,8 @@ Each shard is :func:`fidelity_shard`, a pure function of (the run folder and its
 checksum, the explainer, the users, the seed, the explainer's parameters) that returns the
 per-user fidelity table of :func:`explainers.batch.evaluate_fidelity`. Explanations are seeded
 per user (``explainers.base.user_rng(seed, user)``), so a user's row is the same whichever shard
-holds it and whatever runs it; every shard runs with one torch thread, so the arithmetic is the
-same on every back end. :mod:`engine.executor` runs the shards and stores each result as it
+holds it and whatever runs it; every shard runs with one torch thread and one BLAS thread, so
+the arithmetic is the same on every back end. :mod:`engine.executor` runs the shards and stores each result as it
 arrives.
 
 Workers that can see the run folder open it by path. Workers that cannot (a remote Ray
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from threadpoolctl import threadpool_limits
 
 from data.splits import Split
 from engine.executor import Task
@@ -116,21 +117,24 @@ def fidelity_shard(
     params: dict[str, Any],
     edit_rule: str = "round",
 ) -> pl.DataFrame:
-    """Per-user fidelity of one explainer for some users of one run (one torch thread)."""
+    """Per-user fidelity of one explainer for some users of one run (one torch thread, one
+    BLAS thread: a least-squares solve's rounding depends on the thread count, and Ray's
+    workers start with one thread while this process may have more)."""
     model, split = _model_and_split(run)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = evaluate_fidelity(
-            model,
-            split,
-            explainers=[explainer],
-            users=np.asarray(users, dtype=np.int64),
-            seed=seed,
-            model_name=run.model,
-            params={explainer: params} if params else None,
-            edit_rule=edit_rule,
-        )
+        with threadpool_limits(limits=1):
+            report = evaluate_fidelity(
+                model,
+                split,
+                explainers=[explainer],
+                users=np.asarray(users, dtype=np.int64),
+                seed=seed,
+                model_name=run.model,
+                params={explainer: params} if params else None,
+                edit_rule=edit_rule,
+            )
     finally:
         torch.set_num_threads(threads)
     return report.per_user
