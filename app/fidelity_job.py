@@ -5,8 +5,8 @@ checksum, the explainer, the users, the seed, the explainer's parameters) that r
 per-user fidelity table of :func:`explainers.batch.evaluate_fidelity`. Explanations are seeded
 per user (``explainers.base.user_rng(seed, user)``), so a user's row is the same whichever shard
 holds it and whatever runs it; every shard runs with one torch thread and one BLAS thread, so
-the arithmetic is the same on every back end. :mod:`engine.executor` runs the shards and stores each result as it
-arrives.
+the arithmetic is the same on every back end. :mod:`engine.executor` runs the shards and stores
+each result as it arrives.
 
 Workers that can see the run folder open it by path. Workers that cannot (a remote Ray
 cluster) get the run shipped: the bytes of every file in its manifest and its split, sent once
