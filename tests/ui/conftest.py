@@ -3,11 +3,10 @@ port, and pytest-playwright launched with Debian's Chromium (never a downloaded 
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-from ui_support import CHROMIUM, CHROMIUM_ARGS, Server, build_runs, start_server
+from ui_support import CHROMIUM, CHROMIUM_ARGS, Server, build_runs, start_server, stop_server
 
 
 @pytest.fixture(scope="session")
@@ -15,11 +14,7 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     runs = build_runs(tmp_path_factory.getbasetemp() / "reclens_ui")
     server = start_server(runs)
     yield server
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    stop_server(server)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ page needs, or when a resource fails to load.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from markup_data import PAYLOAD, build_markup_runs
 from playwright.sync_api import Page, expect
-from ui_support import CHROMIUM, Server, start_server
+from ui_support import CHROMIUM, Server, start_server, stop_server
 
 pytestmark = [
     pytest.mark.ui,
@@ -34,11 +33,7 @@ def markup_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     runs = build_markup_runs(tmp_path_factory.getbasetemp() / "reclens_markup")
     server = start_server(runs)
     yield server
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
+    stop_server(server)
 
 
 class Watch:

@@ -106,3 +106,12 @@ def save_shot(page: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))  # type: ignore[attr-defined]
     return path
+
+
+def stop_server(server: Server, timeout: float = 20.0) -> None:
+    """Terminate a server subprocess, killing it when it does not exit within ``timeout``."""
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
