@@ -4,6 +4,12 @@ Every model class is imported here, so a broken model module fails loudly (an Im
 when this module is imported) instead of quietly leaving the registry. A model's
 hyper-parameters are its constructor's keyword arguments (:meth:`Recommender.hyper_parameters`);
 its training settings are its class's ``default_train``.
+
+Two names are retired (:data:`RETIRED`): ``mf`` and ``neumf`` named history-encoder
+(FISM-style) models, not the free-embedding BPR-MF and NeuMF of the papers, and are now
+``fism`` and ``fism-neumf``. The classic BPR-MF is ``bpr``. Saved runs and code that still say
+``mf`` or ``neumf`` load the renamed model (:func:`canonical_name`); starting a new training
+under a retired name is refused with a message naming the new names (:func:`check_new`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ from engine.contract import Recommender
 from engine.models.bpr import BPR
 from engine.models.diffrec import DiffRec
 from engine.models.ease import EASE
+from engine.models.fism import FISM
+from engine.models.fism_neumf import FISMNeuMF
 from engine.models.ials import IALS
 from engine.models.itemknn import ItemKNN
 from engine.models.lightgcn import LightGCN
-from engine.models.mf import MF
-from engine.models.neumf import NeuMF
 from engine.models.pop import Pop
 from engine.models.vae import MultDAE, MultVAE
 from engine.train import TrainConfig
@@ -29,15 +35,45 @@ MODELS: dict[str, type[Recommender]] = {
     "pop": Pop,
     "itemknn": ItemKNN,
     "ease": EASE,
-    "mf": MF,
+    "fism": FISM,
     "multvae": MultVAE,
     "multdae": MultDAE,
-    "neumf": NeuMF,
+    "fism-neumf": FISMNeuMF,
     "diffrec": DiffRec,
     "ials": IALS,
     "bpr": BPR,
     "lightgcn": LightGCN,
 }
+
+RETIRED: dict[str, str] = {"mf": "fism", "neumf": "fism-neumf"}
+"""Former model names and the registry names of the same models."""
+
+
+def canonical_name(name: str) -> str:
+    """``name`` normalised (stripped, lower case), a retired name replaced by its new name."""
+    key = str(name).strip().lower()
+    return RETIRED.get(key, key)
+
+
+def retired_message(name: str) -> str | None:
+    """The one-line explanation for a retired model name; ``None`` for any other name."""
+    key = str(name).strip().lower()
+    if key not in RETIRED:
+        return None
+    return (
+        f"model {key!r} is retired: it was a history-encoder (FISM-style) model, now "
+        f"{RETIRED[key]!r}; for the classic BPR matrix factorisation use 'bpr' "
+        f"(runs saved as {key!r} still load as {RETIRED[key]!r})"
+    )
+
+
+def check_new(name: str) -> str:
+    """The registry name to train for ``name``; :class:`ReclensError` for a retired or an
+    unknown name (training under a retired name is refused, loading is not)."""
+    message = retired_message(name)
+    if message is not None:
+        raise ReclensError(message)
+    return model_class(name).name
 
 
 def model_names() -> list[str]:
@@ -51,8 +87,9 @@ def available_models() -> list[str]:
 
 
 def model_class(name: str) -> type[Recommender]:
-    """The class registered as ``name``; :class:`ReclensError` for unknown names."""
-    key = str(name).strip().lower()
+    """The class registered as ``name`` (or a retired name of it, see :data:`RETIRED`);
+    :class:`ReclensError` for unknown names."""
+    key = canonical_name(name)
     if key not in MODELS:
         close = difflib.get_close_matches(key, list(MODELS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""

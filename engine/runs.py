@@ -715,9 +715,17 @@ def verify_run(folder: str | Path) -> dict[str, Any]:
 
 
 def read_config(folder: str | Path) -> RunConfig:
-    """The typed ``config.json`` of a run folder (not checked against the manifest)."""
+    """The typed ``config.json`` of a run folder (not checked against the manifest).
+
+    A run saved under a retired model name (``mf``, ``neumf``: see
+    :data:`engine.registry.RETIRED`) reads as the same model's current name.
+    """
+    from engine.registry import RETIRED
+
     path = Path(folder).expanduser() / CONFIG
-    return RunConfig.from_json(read_json(path), str(path))
+    config = RunConfig.from_json(read_json(path), str(path))
+    current = RETIRED.get(config.model.strip().lower())
+    return config if current is None else replace(config, model=current)
 
 
 def _inside(folder: Path, path: Path) -> bool:

@@ -1,7 +1,11 @@
-"""Matrix factorisation with a history-computed user factor, trained with BPR.
+"""FISM: factored item similarity with a history-computed user factor, trained with BPR.
 
-The user factor is not a free embedding but a normalised sum over the user's items (as in
-FISM, Kabbur et al. 2013, and NAIS), so any history, edited or new, is scorable:
+This is FISM (Kabbur, Ning and Karypis, "FISM: Factored Item Similarity Models for Top-N
+Recommender Systems", KDD 2013) with its ranking loss taken from BPR (Rendle et al. 2009) and
+several sampled negatives per positive. It is *not* the free-embedding BPR-MF of Rendle et
+al. (that model is :mod:`engine.models.bpr`, registry name ``bpr``): the user factor is a
+normalised sum over the user's items (as in FISM and NAIS), so any history, edited or new, is
+scorable without a fold-in:
 
     u(x)    = (x W) / max(|x|, 1)^alpha                      [batch, dim]
     s(x, i) = u(x) . v_i + b_i                                [batch, n_items]
@@ -28,12 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.contract import LossContext, Recommender
+from engine.models.negatives import sample_negatives
 
 
-class MF(Recommender):
-    """BPR matrix factorisation; parameters ``history`` W, ``items`` v, ``bias`` b."""
+class FISM(Recommender):
+    """FISM with a BPR loss; parameters ``history`` W, ``items`` v, ``bias`` b.
 
-    name = "mf"
+    Registered as ``fism``; runs saved under its former name ``mf`` load as ``fism``.
+    """
+
+    name = "fism"
     link = "sigmoid"
     trainable = True
     default_train: ClassVar[dict[str, Any]] = {
@@ -103,27 +111,3 @@ class MF(Recommender):
         s_neg = dots[row[:, None], neg] / size.clamp(min=1).pow(self.alpha)[:, None]
         s_neg = s_neg + self.bias[neg]  # [n_pos, negatives]
         return -F.logsigmoid(s_pos[:, None] - s_neg).mean()
-
-
-def sample_negatives(x: Tensor, row: Tensor, generator: torch.Generator, tries: int = 3) -> Tensor:
-    """One item per entry of ``row`` [n], uniform over the items not in ``x[row]``.
-
-    Items are drawn uniformly and redrawn up to ``tries`` times where they hit the history;
-    the few still hitting it are then drawn exactly from their row's non-history items. ``x``
-    is [batch, n_items]; a row whose history holds every item keeps a uniform draw. Returns a
-    long tensor [n].
-    """
-    n_items = x.shape[1]
-    neg = torch.randint(n_items, row.shape, generator=generator, device=x.device)
-    for _ in range(tries):
-        hit = x[row, neg] > 0
-        if not bool(hit.any()):
-            return neg
-        redraw = torch.randint(n_items, row.shape, generator=generator, device=x.device)
-        neg = torch.where(hit, redraw, neg)
-    left = torch.nonzero(x[row, neg] > 0).ravel()
-    if len(left):
-        free = (x[row[left]] <= 0).float()  # [n_left, n_items]
-        free[free.sum(dim=1) == 0] = 1.0
-        neg[left] = torch.multinomial(free, 1, generator=generator).ravel()
-    return neg

@@ -1,7 +1,9 @@
-"""NeuMF: generalised matrix factorisation fused with an MLP (He et al., WWW 2017).
+"""FISM-NeuMF: NeuMF's GMF + MLP scorer over FISM-style, history-computed user vectors.
 
-The user side is computed from the history, as in :mod:`engine.models.mf`: two linear maps
-over the items, normalised by history size, give the GMF and the MLP user vectors
+The scorer is NeuMF's (He et al., "Neural Collaborative Filtering", WWW 2017: generalised
+matrix factorisation fused with an MLP), but the user side is not NeuMF's free user
+embedding: as in FISM (Kabbur, Ning and Karypis, KDD 2013) and :mod:`engine.models.fism`, two
+linear maps over the items, normalised by history size, give the GMF and the MLP user vectors
 
     g(x) = x W_g / max(|x|, 1)^alpha   [batch, dim]
     m(x) = x W_m / max(|x|, 1)^alpha   [batch, mlp_dim]
@@ -33,15 +35,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.contract import LossContext, Recommender
-from engine.models.mf import sample_negatives
+from engine.models.negatives import sample_negatives
 
 CHUNK_CELLS = 1 << 18  # users x items x width per chunk when scoring all items (1 MB: cache-sized)
 
 
-class NeuMF(Recommender):
-    """NeuMF with history-computed user vectors (see the module docstring)."""
+class FISMNeuMF(Recommender):
+    """NeuMF's scorer with history-computed user vectors (see the module docstring).
 
-    name = "neumf"
+    Registered as ``fism-neumf``; runs saved under its former name ``neumf`` load as it.
+    """
+
+    name = "fism-neumf"
     link = "sigmoid"
     trainable = True
     default_train: ClassVar[dict[str, Any]] = {

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from data.errors import ReclensError
 from engine.contract import LossContext, Recommender
-from engine.models.mf import sample_negatives
+from engine.models.negatives import sample_negatives
 
 
 def normalised_graph(train: sp.csr_matrix, device: torch.device) -> tuple[Tensor, Tensor]:
