@@ -2,7 +2,7 @@
 
 Example::
 
-    reclens fidelity --dataset ml-100k --model mf,multvae,neumf --explainers all --users 300
+    reclens fidelity --dataset ml-100k --model fism,multvae,fism-neumf --explainers all --users 300
     reclens fidelity --dataset synthetic --model ease --explainers spinrec,lime,random --json
 
 For each model, an existing run of the same dataset, model, seed and split protocol under

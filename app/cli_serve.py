@@ -3,7 +3,7 @@
 Examples::
 
     reclens serve --runs ~/.cache/reclens/runs --port 5006
-    reclens demo                      # trains ease, mf, multvae, diffrec on synthetic data if
+    reclens demo                      # trains ease, fism, multvae, diffrec on synthetic data if
                                       # there are no runs yet, then serves the dashboard
     reclens demo --dataset ml-100k    # the same on MovieLens 100K when it is available
 
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the default models if needed, then start the dashboard",
         description=(
             "On the embedded synthetic dataset (or --dataset ml-100k when it is available), "
-            "train ease, mf, multvae and diffrec when the runs folder has no run of that "
+            "train ease, fism, multvae and diffrec when the runs folder has no run of that "
             "dataset, then serve the dashboard."
         ),
     )

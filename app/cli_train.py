@@ -2,7 +2,7 @@
 
 Example::
 
-    reclens train --dataset ml-100k --model pop,ease,mf,multvae --seed 0
+    reclens train --dataset ml-100k --model pop,ease,fism,multvae --seed 0
     reclens train --dataset synthetic --data-option n_users=500 --model ease --json
     reclens train --dataset ml-100k --model multvae --valid-metric recall@20 --patience 10
     reclens train --dataset DIR --protocol given --model diffrec --config diffrec-paper-ml1m
@@ -135,15 +135,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_models(text: str) -> list[str]:
-    """Model names from ``"ease,mf"`` (``all``: every available model); unknown ones raise."""
+    """Model names from ``"ease,fism"`` (``all``: every available model); unknown and retired
+    names (``mf``, ``neumf``: :data:`engine.registry.RETIRED`) raise."""
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     if not names:
         raise ReclensError("--model needs at least one model name")
     if names == ["all"]:
         return registry.available_models()
-    for name in names:
-        registry.model_class(name)
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(registry.check_new(name) for name in names))
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

@@ -241,8 +241,8 @@ def train_run(
     stops training and raises :class:`TrainingCancelled`. With ``save``, the run is written under
     ``out`` (a runs root; default ``$RECLENS_HOME/runs``) as ``<dataset>/<model>-<UTC time>``.
     """
-    name = str(model).strip().lower()
-    registry.model_class(name)  # unknown model names fail before any data is loaded
+    # unknown model names fail before any data is loaded; a retired name trains its new name
+    name = registry.model_class(model).name
     chosen = presets.get_preset(preset) if preset else None
     if chosen is not None and chosen.model != name:
         raise ReclensError(f"configuration {chosen.name} is for model {chosen.model}, not {name}")

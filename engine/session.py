@@ -7,7 +7,7 @@ to indices, and answers the per-user questions they all ask: a user's history an
 items, the evaluation mask, the top-K for any (possibly edited) history, an item's neighbours,
 item vectors, exposure, beyond-accuracy metrics, projections and the diffusion trajectory.
 
-    opened = OpenRun.open("runs/ml-100k/mf-20260101T120000Z")
+    opened = OpenRun.open("runs/ml-100k/fism-20260101T120000Z")
     u = opened.user_index("196")
     items, scores = opened.top_k(u, 10)
 """

@@ -51,7 +51,7 @@ from explainers import registry as explainer_registry
 from explainers.spinrec import SpinRec
 from explainers.target import explain_target
 
-DEFAULT_MODELS: tuple[str, ...] = ("ease", "mf", "multvae", "diffrec")
+DEFAULT_MODELS: tuple[str, ...] = ("ease", "fism", "multvae", "diffrec")
 """Models ``reclens demo`` trains when the runs folder is empty."""
 
 
