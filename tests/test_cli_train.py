@@ -42,15 +42,15 @@ def fresh_cache() -> None:
 def test_json_lines_have_the_required_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["train", *SMALL, "--model", "pop,ease,mf", "--epochs", "2", "--seed", "1",
+    code = main(["train", *SMALL, "--model", "pop,ease,fism", "--epochs", "2", "--seed", "1",
                  "--device", "cpu", "--out", str(tmp_path), "--json"])  # fmt: skip
     out, err = capsys.readouterr()
     assert code == 0
-    assert "mf: 2 epochs" in err  # progress goes to stderr (one line per model off a terminal)
+    assert "fism: 2 epochs" in err  # progress goes to stderr (one line per model off a terminal)
     lines = out.strip().splitlines()
     assert len(lines) == 3  # nothing but one JSON object per model on stdout
     rows = [json.loads(line) for line in lines]
-    assert [r["model"] for r in rows] == ["pop", "ease", "mf"]
+    assert [r["model"] for r in rows] == ["pop", "ease", "fism"]
     for row in rows:
         assert row["dataset"] == "synthetic" and row["seed"] == 1
         assert set(REQUIRED_METRICS) <= set(row["metrics"])
@@ -59,10 +59,10 @@ def test_json_lines_have_the_required_keys(
         assert Path(row["run_dir"]).is_dir()
         manifest = read_manifest(row["run_dir"])  # beyond-accuracy metrics stored and listed
         assert {BEYOND_METRICS, BEYOND_PER_USER} <= set(manifest)
-    assert {s.model for s in list_runs(tmp_path)} == {"pop", "ease", "mf"}
-    mf = load_run(rows[2]["run_dir"])
-    assert mf.config.train["epochs"] == 2 and mf.config.split.seed == 1
-    assert mf.metrics["test"]["ndcg@10"] == pytest.approx(rows[2]["metrics"]["ndcg@10"])
+    assert {s.model for s in list_runs(tmp_path)} == {"pop", "ease", "fism"}
+    fism = load_run(rows[2]["run_dir"])
+    assert fism.config.train["epochs"] == 2 and fism.config.split.seed == 1
+    assert fism.metrics["test"]["ndcg@10"] == pytest.approx(rows[2]["metrics"]["ndcg@10"])
 
 
 def test_leaderboard_from_a_csv_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,6 +92,8 @@ def test_leaderboard_from_a_csv_file(tmp_path: Path, capsys: pytest.CaptureFixtu
         (["--model", "pop", "--data-option", "n_users"], "expected KEY=VALUE"),
         (["--model", "pop", "--data-option", "colour=1"], "synthetic"),
         (["--model", "pop", "--device", "tpu"], "device"),
+        (["--model", "ease,mf"], "'mf' is retired: it was a history-encoder (FISM-style) model"),
+        (["--model", "neumf"], "now 'fism-neumf'; for the classic BPR matrix factorisation use"),
     ],
 )
 def test_mistakes_are_one_line_errors(

@@ -17,7 +17,7 @@ from engine import registry
 from engine.contract import LossContext, Recommender
 from engine.device import resolve_device
 from engine.evaluate import evaluate
-from engine.models import mf, neumf
+from engine.models import fism, fism_neumf, negatives
 
 N_USERS, N_ITEMS = 50, 40
 
@@ -50,10 +50,10 @@ def toy_split() -> Split:
 def small_model(name: str, n_items: int = N_ITEMS) -> Recommender:
     """A registry model with small widths where the model has them (fast tests)."""
     shrink = {
-        "mf": {"dim": 8},
+        "fism": {"dim": 8},
         "multvae": {"hidden": 16, "latent": 8},
         "multdae": {"hidden": 16, "latent": 8},
-        "neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
+        "fism-neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
         "diffrec": {"dims": [16]},
     }.get(name, {})
     return registry.create(name, n_items, **shrink)
@@ -80,10 +80,10 @@ def test_registry_lists_every_model() -> None:
         "pop",
         "itemknn",
         "ease",
-        "mf",
+        "fism",
         "multvae",
         "multdae",
-        "neumf",
+        "fism-neumf",
         "diffrec",
         "ials",
         "bpr",
@@ -99,10 +99,24 @@ def test_registry_lists_every_model() -> None:
 
 
 def test_hyper_parameters_are_the_constructor_defaults() -> None:
-    assert registry.default_hparams("mf") == {"dim": 64, "alpha": 0.5, "negatives": 8}
+    assert registry.default_hparams("fism") == {"dim": 64, "alpha": 0.5, "negatives": 8}
     assert registry.default_hparams("multdae") == {"hidden": 600, "latent": 200, "dropout": 0.5}
     assert registry.default_hparams("pop") == {}
-    assert registry.create("neumf", 10, layers=[8, 4]).hparams["layers"] == (8, 4)
+    assert registry.create("fism-neumf", 10, layers=[8, 4]).hparams["layers"] == (8, 4)
+
+
+def test_retired_names_load_the_renamed_models_and_refuse_new_training() -> None:
+    assert registry.model_class("mf") is registry.model_class("fism")
+    assert registry.create(" NeuMF ", 10, layers=[8, 4]).name == "fism-neumf"
+    assert registry.canonical_name("mf") == "fism" and registry.canonical_name("ease") == "ease"
+    assert registry.check_new("fism-neumf") == "fism-neumf"
+    for old, new in registry.RETIRED.items():
+        with pytest.raises(ReclensError) as err:
+            registry.check_new(old)
+        message = str(err.value)
+        assert "\n" not in message and "retired" in message
+        assert repr(new) in message and "'bpr'" in message
+    assert registry.retired_message("bpr") is None
 
 
 def test_unknown_model_is_one_line_error_with_suggestion() -> None:
@@ -118,17 +132,17 @@ def test_unknown_hparam_and_setting_are_one_line_errors() -> None:
         registry.create("ease", 10, lamda=3.0)
     assert "\n" not in str(err.value) and "did you mean lam" in str(err.value)
     with pytest.raises(ReclensError) as err:
-        registry.train_config("mf", epoch=3)
+        registry.train_config("fism", epoch=3)
     assert "\n" not in str(err.value) and "epochs" in str(err.value)
     with pytest.raises(ReclensError):
-        registry.train_config("mf", optimizer="sgd")
+        registry.train_config("fism", optimizer="sgd")
 
 
 def test_create_merges_defaults_with_overrides() -> None:
-    model = registry.create("mf", 12, dim=5)
-    assert model.hparams == {**registry.default_hparams("mf"), "dim": 5}
+    model = registry.create("fism", 12, dim=5)
+    assert model.hparams == {**registry.default_hparams("fism"), "dim": 5}
     assert model.item_embeddings().shape == (12, 5)
-    assert registry.train_config("mf", lr=0.5).lr == 0.5
+    assert registry.train_config("fism", lr=0.5).lr == 0.5
 
 
 # -- the contract, for every model ---------------------------------------------------------
@@ -222,7 +236,7 @@ def loss_context(seed: int = 0) -> LossContext:
     )
 
 
-@pytest.mark.parametrize("name", ["mf", "multvae", "multdae", "neumf"])
+@pytest.mark.parametrize("name", ["fism", "multvae", "multdae", "fism-neumf"])
 def test_loss_is_finite_and_trains_every_parameter(name: str, toy_split: Split) -> None:
     model = small_model(name)
     model.train()
@@ -233,7 +247,7 @@ def test_loss_is_finite_and_trains_every_parameter(name: str, toy_split: Split) 
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
 
 
-@pytest.mark.parametrize("name", ["mf", "neumf"])
+@pytest.mark.parametrize("name", ["fism", "fism-neumf"])
 def test_pair_scores_in_the_loss_match_forward(name: str, toy_split: Split, monkeypatch) -> None:
     """A positive is scored from the history without it, a negative from the whole history."""
     model = small_model(name)
@@ -244,7 +258,7 @@ def test_pair_scores_in_the_loss_match_forward(name: str, toy_split: Split, monk
     model.negatives = 1
     x = history(toy_split.fit_matrix(), 1)
     neg = int(torch.nonzero(x[0] == 0)[0])
-    module = {"mf": mf, "neumf": neumf}[name]
+    module = {"fism": fism, "fism-neumf": fism_neumf}[name]
     monkeypatch.setattr(module, "sample_negatives", lambda x, row, gen: torch.full_like(row, neg))
     loss = model.loss(x, loss_context())
 
@@ -255,7 +269,7 @@ def test_pair_scores_in_the_loss_match_forward(name: str, toy_split: Split, monk
         pos_scores.append(model(without)[0, i])
     s_pos = torch.stack(pos_scores)
     s_neg = model(x)[0, neg].expand_as(s_pos)
-    if name == "mf":  # BPR
+    if name == "fism":  # BPR
         expected = -F.logsigmoid(s_pos - s_neg).mean()
     else:  # binary cross-entropy, one negative per positive
         logits = torch.cat([s_pos, s_neg])
@@ -268,7 +282,7 @@ def test_negatives_avoid_the_history() -> None:
     x = torch.zeros(3, 50)
     x[:, :45] = 1.0
     row = torch.arange(3).repeat_interleave(200)
-    neg = mf.sample_negatives(x, row, torch.Generator().manual_seed(0))
+    neg = negatives.sample_negatives(x, row, torch.Generator().manual_seed(0))
     assert (x[row, neg] == 0).all()
 
 

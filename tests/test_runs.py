@@ -48,11 +48,11 @@ def tiny() -> Dataset:
 
 @pytest.fixture(scope="module")
 def saved(tiny: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunResult]:
-    """ease and mf trained once and saved (module scope: training is the slow part)."""
+    """ease and fism trained once and saved (module scope: training is the slow part)."""
     root = tmp_path_factory.mktemp("runs")
     return {
         name: train_run(tiny, name, epochs=2, device="cpu", out=root, seed=0)
-        for name in ("ease", "mf")
+        for name in ("ease", "fism")
     }
 
 
@@ -93,9 +93,9 @@ def test_run_result_and_folder_layout(saved: dict[str, RunResult], tiny: Dataset
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(tiny: Dataset) -> None:
-    first = train_run(tiny, "mf", epochs=2, seed=3, device="cpu", save=False)
-    again = train_run(tiny, "mf", epochs=2, seed=3, device="cpu", save=False)
-    other = train_run(tiny, "mf", epochs=2, seed=4, device="cpu", save=False)
+    first = train_run(tiny, "fism", epochs=2, seed=3, device="cpu", save=False)
+    again = train_run(tiny, "fism", epochs=2, seed=3, device="cpu", save=False)
+    other = train_run(tiny, "fism", epochs=2, seed=4, device="cpu", save=False)
     assert first.metrics == again.metrics
     assert first.per_user.equals(again.per_user)
     assert first.metrics != other.metrics
@@ -137,11 +137,11 @@ def test_cancel_before_training_raises(tiny: Dataset) -> None:
     event = threading.Event()
     event.set()
     with pytest.raises(pipeline.TrainingCancelled):
-        train_run(tiny, "mf", epochs=2, cancel=event, save=False)
+        train_run(tiny, "fism", epochs=2, cancel=event, save=False)
 
 
 # -- reloading ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["ease", "mf"])
+@pytest.mark.parametrize("name", ["ease", "fism"])
 def test_reloaded_run_scores_identically(saved: dict[str, RunResult], name: str) -> None:
     result = saved[name]
     run = load_run(result.run_dir)
@@ -173,10 +173,10 @@ def test_embeddings_saved_for_learned_and_item_item_models(saved: dict[str, RunR
     np.testing.assert_array_equal(items.vectors, weights.T)  # item j = column j of W
     users = ease.user_embeddings()
     assert users.vectors.shape[1] == 40 and users.raw_id[0] == f"u{users.index[0]}"
-    mf = load_run(saved["mf"].run_dir)
-    learned = mf.item_embeddings()
+    fism = load_run(saved["fism"].run_dir)
+    learned = fism.item_embeddings()
     assert learned.kind == "learned"
-    np.testing.assert_array_equal(learned.vectors, mf.model.item_embeddings().detach().numpy())
+    np.testing.assert_array_equal(learned.vectors, fism.model.item_embeddings().detach().numpy())
 
 
 def test_pop_is_represented_by_training_matrix_columns(tiny: Dataset, tmp_path: Path) -> None:
@@ -191,8 +191,8 @@ def test_pop_is_represented_by_training_matrix_columns(tiny: Dataset, tmp_path: 
 def test_list_runs_reads_the_saved_runs(saved: dict[str, RunResult]) -> None:
     root = saved["ease"].run_dir.parent.parent
     found = {s.model: s for s in list_runs(root)}
-    assert set(found) == {"ease", "mf"}
-    assert found["mf"].metrics["ndcg@10"] == pytest.approx(saved["mf"].metrics["ndcg@10"])
+    assert set(found) == {"ease", "fism"}
+    assert found["fism"].metrics["ndcg@10"] == pytest.approx(saved["fism"].metrics["ndcg@10"])
     assert found["ease"].dataset == "tiny" and found["ease"].seconds["total"] > 0
     assert list_runs(root / "nowhere") == []
 
@@ -218,6 +218,21 @@ def refresh_manifest(folder: Path) -> None:
     """Recompute the manifest, as someone who edits files on purpose would."""
     files = {name: runs._file_entry(folder / name) for name in runs.ARTIFACTS}
     (folder / runs.COMPLETE).write_text(json.dumps({"format": 1, "files": files}))
+
+
+def test_a_run_saved_under_a_retired_name_loads_as_the_renamed_model(
+    tmp_path: Path, saved: dict[str, RunResult], tiny: Dataset
+) -> None:
+    folder = copy_run(saved["fism"], tmp_path)
+    config = json.loads((folder / runs.CONFIG).read_text())
+    (folder / runs.CONFIG).write_text(json.dumps({**config, "model": "mf"}))  # as saved before
+    refresh_manifest(folder)
+    old = load_run(folder)
+    assert old.name == "fism" and old.model.name == "fism"
+    assert [s.model for s in list_runs(folder)] == ["fism"]
+    original = load_run(saved["fism"].run_dir)
+    matrix = tiny.matrix()
+    torch.testing.assert_close(all_scores(old.model, matrix), all_scores(original.model, matrix))
 
 
 def test_missing_or_incomplete_folder(tmp_path: Path, saved: dict[str, RunResult]) -> None:
@@ -325,7 +340,7 @@ def test_derived_files_are_written_atomically_into_the_manifest(
 
 
 def test_damaged_parquet_gives_reclens_error(tmp_path: Path, saved: dict[str, RunResult]) -> None:
-    folder = copy_run(saved["mf"], tmp_path)
+    folder = copy_run(saved["fism"], tmp_path)
     run = load_run(folder)
     path = folder / runs.RECOMMENDATIONS
     path.write_bytes(path.read_bytes()[:50])

@@ -43,10 +43,10 @@ def synthetic_dataset(seed: int = 0) -> Dataset:
 def small_model(name: str) -> Recommender:
     """A registry model with small widths (fast tests)."""
     shrink = {
-        "mf": {"dim": 8},
+        "fism": {"dim": 8},
         "multvae": {"hidden": 16, "latent": 8},
         "multdae": {"hidden": 16, "latent": 8},
-        "neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
+        "fism-neumf": {"dim": 8, "mlp_dim": 8, "layers": [8, 4]},
     }
     return registry.create(name, N_ITEMS, **shrink[name])
 
@@ -103,7 +103,9 @@ def drift_model(split_: Split) -> Drift:
 # -- determinism ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mf", "multvae", pytest.param("neumf", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["fism", "multvae", pytest.param("fism-neumf", marks=pytest.mark.slow)]
+)
 def test_same_seed_same_weights_and_metrics(name: str, toy_split: Split) -> None:
     runs = []
     for _ in range(2):
@@ -183,7 +185,7 @@ def test_unknown_validation_metrics_are_refused(metric: str) -> None:
 
 def test_eval_every_and_history(toy_split: Split) -> None:
     reports: list[EpochReport] = []
-    result = fit(small_model("mf"), toy_split, quick(epochs=5, eval_every=2), reports.append)
+    result = fit(small_model("fism"), toy_split, quick(epochs=5, eval_every=2), reports.append)
     assert [r.epoch for r in reports] == [1, 2, 3, 4, 5] == [r.epoch for r in result.history]
     assert [r.valid is not None for r in reports] == [False, True, False, True, True]
     assert all(r.loss is not None and np.isfinite(r.loss) for r in reports)
@@ -194,7 +196,7 @@ def test_eval_every_and_history(toy_split: Split) -> None:
 
 def test_without_validation_users_all_epochs_run(toy_split: Split) -> None:
     no_valid = dataclasses.replace(toy_split, valid=sp.csr_matrix(toy_split.valid.shape))
-    result = fit(small_model("mf"), no_valid, quick(epochs=4, patience=1))
+    result = fit(small_model("fism"), no_valid, quick(epochs=4, patience=1))
     assert result.epochs_run == 4 and result.best_valid is None and result.best_epoch == 4
 
 
@@ -203,7 +205,7 @@ def test_without_validation_users_all_epochs_run(toy_split: Split) -> None:
 
 def test_cancellation_stops_between_batches(toy_split: Split) -> None:
     cancel = threading.Event()
-    model = small_model("mf")
+    model = small_model("fism")
     calls = []
     loss = model.loss
 
@@ -255,7 +257,7 @@ def test_adamw_and_weight_decay_run(toy_split: Split) -> None:
 
 
 def test_divergence_is_reported(toy_split: Split) -> None:
-    model = small_model("mf")
+    model = small_model("fism")
     model.loss = lambda x, ctx: torch.tensor(float("nan"), requires_grad=True)  # type: ignore
     with pytest.raises(ReclensError, match="diverged"):
         fit(model, toy_split, quick())
