@@ -26,7 +26,7 @@ pointwise; the rank curves need every score, but the first layer only the column
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -95,13 +95,16 @@ class FidelityCurves:
 
     ``curves``: curve name (:data:`CURVES`) -> float64 [M, 11]; ``fixed``: ``del@k`` / ``ins@k``
     -> float64 [M]; ``counts``: int64 [11], items edited at each fraction;
-    ``target_probability``: the target's probability for the full history.
+    ``target_probability``: the target's probability for the full history; ``ranks``: ``del``
+    and ``ins`` -> float64 [M, 11], the target's rank (1 = top, among items outside the
+    original history) along those curves.
     """
 
     curves: dict[str, np.ndarray]
     fixed: dict[str, np.ndarray]
     counts: np.ndarray
     target_probability: float
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, np.ndarray]:
         """Every metric of :data:`METRICS` -> float64 [M] (AUCs are curve means)."""
@@ -258,6 +261,7 @@ def fidelity_curves(
         fixed=fixed_out,
         counts=counts,
         target_probability=p_full,
+        ranks={"del": ranks[:, part["del"]], "ins": ranks[:, part["ins"]]},
     )
 
 
