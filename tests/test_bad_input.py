@@ -633,7 +633,7 @@ CASES = [
     ),  # fmt: skip
     Case(
         "negative dimension",
-        _tamper("config.json", _config_edit(lambda c: c.update(model="mf", hparams={"dim": -4}))),
+        _tamper("config.json", _config_edit(lambda c: c.update(model="fism", hparams={"dim": -4}))),
         "cannot rebuild model",
     ),  # fmt: skip
     Case(

@@ -1,6 +1,6 @@
 """Dashboard views and the engine service on a small synthetic run folder.
 
-A tiny ease, mf and diffrec are trained once per test session into a temporary runs folder;
+A tiny ease, fism and diffrec are trained once per test session into a temporary runs folder;
 each view is instantiated around them and the tests check that changing the selected user,
 item, K (or the view's own controls) changes what is plotted.
 """
@@ -21,7 +21,7 @@ from app.dashboard.engine_service import DashboardError, EngineService
 from data.errors import ReclensError
 
 DATA = {"n_users": 200, "n_items": 150, "n_interactions": 4000}
-MODELS = ("ease", "mf", "diffrec")
+MODELS = ("ease", "fism", "diffrec")
 
 
 def build_runs(root: Path) -> Path:
@@ -139,7 +139,7 @@ def test_training_job_runs_in_background_and_can_be_cancelled(
     job.thread.join(timeout=120)
     assert job.status == "done", job.message
     assert job.run_id in local.run_ids()
-    slow = local.start_training("synthetic", "mf", epochs=1000, train_options={"patience": 0})
+    slow = local.start_training("synthetic", "fism", epochs=1000, train_options={"patience": 0})
     deadline = time.time() + 60
     while not slow.reports and time.time() < deadline:
         time.sleep(0.2)
@@ -151,7 +151,7 @@ def test_training_job_runs_in_background_and_can_be_cancelled(
 
 # -- page ------------------------------------------------------------------------------------
 def test_page_restores_url_and_reports_bad_input(service: EngineService) -> None:
-    run = run_of(service, "mf")
+    run = run_of(service, "fism")
     dash = Page(service, {"run": run, "user": "3", "tab": "explain", "item": "7"})
     assert (dash.state.run, dash.state.user, dash.state.item) == (run, "3", "7")
     assert dash.tabs.active == 2 and dash.state.message == ""
@@ -302,7 +302,7 @@ def test_explain_whatif_recomputes(dash: Page, service: EngineService) -> None:
 def test_compare_runs_side_by_side(dash: Page, service: EngineService) -> None:
     view = dash.view("explain")
     assert isinstance(view.compare_panel(), object)
-    dash.state.compare = [run_of(service, "mf")]
+    dash.state.compare = [run_of(service, "fism")]
     table = view.compare_panel()[1].value
     assert table.shape[1] == 4  # rank, two runs, overlap
     assert len(table) == dash.state.k
@@ -455,7 +455,7 @@ def test_closed_session_frees_its_page(service: EngineService) -> None:
         )
         assert any(r.name.startswith("main") for r in session.document.roots)
         assert _live_pages() == before + 1
-        job = service.start_training("synthetic", "mf", epochs=500, owner=session.id)
+        job = service.start_training("synthetic", "fism", epochs=500, owner=session.id)
         session.close()
         deadline = time.time() + 30
         while _live_pages() > before and time.time() < deadline:

@@ -28,7 +28,7 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("runs")
-    result = train_run("synthetic", "mf", epochs=2, out=root, device="cpu", load_options=DATA)
+    result = train_run("synthetic", "fism", epochs=2, out=root, device="cpu", load_options=DATA)
     assert result.run_dir is not None
     return result.run_dir
 
@@ -36,8 +36,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def job(run_dir: Path) -> tuple[list[Task], np.ndarray]:
     users = sample_users(OpenRun.open(run_dir).split, 10, seed=0)
-    handle = run_handle(run_dir, "mf")
-    return fidelity_tasks([handle], EXPLAINERS, {"mf": users}, 0, PARAMS, batch=4), users
+    handle = run_handle(run_dir, "fism")
+    return fidelity_tasks([handle], EXPLAINERS, {"fism": users}, 0, PARAMS, batch=4), users
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_shards_give_the_unsharded_result(
     opened = OpenRun.open(run_dir)
     whole = evaluate_fidelity(
         opened.model, opened.split, explainers=EXPLAINERS, users=users, seed=0,
-        model_name="mf", params=PARAMS,
+        model_name="fism", params=PARAMS,
     ).per_user  # fmt: skip
     assert local_result.height == whole.height == (len(EXPLAINERS) + 1) * len(users)
     keep = [c for c in whole.columns if c != "ms"]
@@ -146,14 +146,14 @@ def test_ray_gives_the_local_result_and_retries_a_killed_worker(
     options = BackendOptions(backend="ray")
     assert same_results(combine(run_tasks(job[0], options)), local_result)
     # shipped through the object store: the workers never read the run folder
-    shipped = run_handle(run_dir, "mf", ship=True)
+    shipped = run_handle(run_dir, "fism", ship=True)
     moved = tmp_path / "moved"
     os.rename(run_dir, moved)
     try:
         handle = type(shipped)(
-            shipped.path, shipped.manifest_sha, "mf", ray_cluster.put(shipped.payload)
+            shipped.path, shipped.manifest_sha, "fism", ray_cluster.put(shipped.payload)
         )
-        tasks = fidelity_tasks([handle], EXPLAINERS, {"mf": job[1]}, 0, PARAMS, batch=4)
+        tasks = fidelity_tasks([handle], EXPLAINERS, {"fism": job[1]}, 0, PARAMS, batch=4)
         assert same_results(combine(run_tasks(tasks, options)), local_result)
     finally:
         os.rename(moved, run_dir)
@@ -169,7 +169,7 @@ def test_cli_fidelity_is_identical_on_ray_and_locally(
 ) -> None:
     from app.cli import main
 
-    base = ["fidelity", "--dataset", "synthetic", "--model", "mf", "--explainers",
+    base = ["fidelity", "--dataset", "synthetic", "--model", "fism", "--explainers",
             "spinrec,cosine,random", "--users", "6", "--kappa", "4", "--steps", "4",
             "--epochs", "1", "--runs", str(tmp_path / "runs"), "--shard-users", "2", "--quiet",
             *[f"--data-option={k}={v}" for k, v in DATA.items()]]  # fmt: skip

@@ -83,7 +83,7 @@ def test_a_job_trains_in_a_child_process_and_one_runs_at_a_time(tmp_path: Path) 
 def test_cancel_stops_the_job_and_saves_nothing(tmp_path: Path) -> None:
     jobs, saved = _jobs(tmp_path)
     job = jobs.start(
-        "synthetic", "mf", epochs=1000, train_options={"patience": 0}, load_options=TINY
+        "synthetic", "fism", epochs=1000, train_options={"patience": 0}, load_options=TINY
     )
     _wait_for_report(job)
     job.cancel.set()  # what the page's Cancel button does
@@ -96,7 +96,7 @@ def test_cancel_stops_the_job_and_saves_nothing(tmp_path: Path) -> None:
 def test_a_child_that_does_not_stop_is_terminated(tmp_path: Path) -> None:
     jobs, saved = _jobs(tmp_path, grace_seconds=0.0)
     job = jobs.start(
-        "synthetic", "mf", epochs=1000, train_options={"patience": 0}, load_options=TINY
+        "synthetic", "fism", epochs=1000, train_options={"patience": 0}, load_options=TINY
     )
     _wait_for_report(job)
     start = time.monotonic()
@@ -122,9 +122,9 @@ def test_a_run_saved_as_the_cancel_arrived_is_deleted(tmp_path: Path) -> None:
 
 def test_closing_a_page_cancels_only_its_jobs(tmp_path: Path) -> None:
     jobs, _ = _jobs(tmp_path)
-    mine = TrainingJob(id="a1", source="synthetic", model="mf", epochs=5, owner="page-a")
-    theirs = TrainingJob(id="b1", source="synthetic", model="mf", epochs=5, owner="page-b")
-    done = TrainingJob(id="a0", source="synthetic", model="mf", epochs=5, owner="page-a")
+    mine = TrainingJob(id="a1", source="synthetic", model="fism", epochs=5, owner="page-a")
+    theirs = TrainingJob(id="b1", source="synthetic", model="fism", epochs=5, owner="page-b")
+    done = TrainingJob(id="a0", source="synthetic", model="fism", epochs=5, owner="page-a")
     done.status = "done"
     jobs._jobs.update({job.id: job for job in (mine, theirs, done)})
     assert jobs.cancel_session("page-a") == [mine]
@@ -143,7 +143,7 @@ def test_a_failing_job_reports_one_line(tmp_path: Path) -> None:
 def test_a_child_that_dies_ends_the_job_as_failed(tmp_path: Path) -> None:
     jobs, saved = _jobs(tmp_path)
     job = jobs.start(
-        "synthetic", "mf", epochs=1000, train_options={"patience": 0}, load_options=TINY
+        "synthetic", "fism", epochs=1000, train_options={"patience": 0}, load_options=TINY
     )
     _wait_for_report(job)
     assert job.process is not None

@@ -44,7 +44,7 @@ def test_diffrec_paper_preset_holds_the_released_setting() -> None:
 
 
 def test_selection_flags_reach_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["train", *SMALL, "--model", "mf", "--epochs", "4", "--valid-metric",
+    code = main(["train", *SMALL, "--model", "fism", "--epochs", "4", "--valid-metric",
                  "recall@20", "--patience", "1", "--eval-every", "2", "--min-epochs", "0",
                  "--out", str(tmp_path), "--json"])  # fmt: skip
     row = json.loads(capsys.readouterr().out.strip())
@@ -81,10 +81,10 @@ def test_a_named_configuration_is_applied_and_stored(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "mf", "--config", "diffrec-paper-ml1m"], "is for model diffrec"),
+        (["--model", "fism", "--config", "diffrec-paper-ml1m"], "is for model diffrec"),
         (["--model", "diffrec", "--config", "diffrec-paper"], "did you mean diffrec-paper-ml1m"),
-        (["--model", "mf", "--valid-metric", "auc@10"], "unknown validation metric"),
-        (["--model", "mf", "--patience", "-1"], "patience >= 0"),
+        (["--model", "fism", "--valid-metric", "auc@10"], "unknown validation metric"),
+        (["--model", "fism", "--patience", "-1"], "patience >= 0"),
     ],
 )
 def test_selection_mistakes_are_one_line_errors(

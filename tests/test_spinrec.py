@@ -304,13 +304,13 @@ def shortcut_model(name: str) -> Recommender:
 
     torch.manual_seed(3)
     model = registry.create(name, N_ITEMS)
-    if name in ("mf", "neumf"):  # their initial factors (std 0.01) give near-flat scores
+    if name in ("fism", "fism-neumf"):  # their initial factors (std 0.01) give near-flat scores
         for p in model.parameters():
             nn.init.normal_(p, std=0.3)
     return model.eval()
 
 
-@pytest.mark.parametrize("name", ["mf", "neumf", "multvae", "multdae"])
+@pytest.mark.parametrize("name", ["fism", "fism-neumf", "multvae", "multdae"])
 @pytest.mark.parametrize("rule", ["right", "trapezoid"])
 def test_shortcuts_give_the_bare_models_explanations(train, name, rule):
     """Same targets and chosen paths; maps equal up to float32 rounding, which reaches about
@@ -338,7 +338,7 @@ def test_shortcuts_give_the_bare_models_explanations(train, name, rule):
     torch.testing.assert_close(ig_fast, ig_slow, rtol=0, atol=tol * float(ig_slow.abs().max()))
 
 
-@pytest.mark.parametrize("name", ["mf", "neumf", "multvae"])
+@pytest.mark.parametrize("name", ["fism", "fism-neumf", "multvae"])
 def test_shortcuts_give_the_bare_models_fidelity(train, name):
     model = shortcut_model(name)
     x = row(train, 3)
