@@ -1,8 +1,8 @@
 """Back ends of ``reclens fidelity`` on MovieLens 100K: local with 1 and 2 workers, Ray at 2 CPUs.
 
 Prints the wall time of the same fidelity job (``--models``, all explainers, ``--users`` test
-users; default mf, multvae, neumf and all 943 users) on each back end, every repeat, and checks
-that all give the same per-user results; then the overhead of Ray for a tiny job (one shard)
+users; default fism, multvae, fism-neumf and all 943 users) on each back end, every repeat, and
+checks that all give the same per-user results; then the overhead of Ray for a tiny job (one shard)
 against running it in-process. Target: Ray within 1.3x of the best local time for the big job.
 Runs are trained once into ``--runs`` (reused afterwards) and the job's shards are never
 resumed, so every timing does the whole job.
@@ -53,7 +53,7 @@ def timed(tasks: list[Task], options: BackendOptions) -> tuple[float, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mf,multvae,neumf")
+    parser.add_argument("--models", default="fism,multvae,fism-neumf")
     parser.add_argument("--users", type=int, default=943, help="test users per model (943: all)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--runs", default=str(ROOT / "artifacts" / "backend-bench" / "runs"))

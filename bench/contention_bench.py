@@ -1,6 +1,6 @@
 """Training on a shared CPU: alone and beside one busy process, on MovieLens-1M-sized data.
 
-Trains mf and multvae (a few epochs each, ``--epochs``) on synthetic data of MovieLens 1M size
+Trains fism and multvae (a few epochs each, ``--epochs``) on synthetic data of MovieLens 1M size
 (6,000 users, 3,700 items, 1,000,000 interactions; random 8:1:1 split) in three settings, each
 in a fresh worker process that times :func:`engine.train.fit` only:
 
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 SIZE = {"n_users": 6000, "n_items": 3700, "n_interactions": 1_000_000}
-MODELS: tuple[str, ...] = ("mf", "multvae")
+MODELS: tuple[str, ...] = ("fism", "multvae")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,7 +82,7 @@ def run_worker(models: list[str], epochs: int, threads: str, busy: bool) -> dict
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="models (mf,multvae)")
+    parser.add_argument("--models", default=",".join(MODELS), help="models (fism,multvae)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per model (2)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each setting (1)")
     parser.add_argument("--today-busy", action="store_true", help="also today's setting, busy")

@@ -1,6 +1,6 @@
 """SPINRec speed against captum's fairest configuration, on ml-100k models, on the CPU.
 
-For each model (mf, multvae and neumf by default) and each repeat, over the same sampled test
+For each model (fism, multvae and fism-neumf by default) and each repeat, over the same sampled test
 users, prints the median wall time per user of:
 
 1. SPINRec's whole explanation (kappa 16, J 16, path selection included), using the model's
@@ -12,7 +12,7 @@ users, prints the median wall time per user of:
 3. captum called once per baseline (16 calls of 16 rows), the configuration of earlier benches;
 
 with the ratios of 2 and 3 over 1 (targets: at least 1.5x over the batched call on multvae,
-at least 10x on mf and neumf). Correctness is printed beside them: the largest difference
+at least 10x on fism and fism-neumf). Correctness is printed beside them: the largest difference
 between captum's attributions and SPINRec's candidate maps, relative to the largest
 attribution (target: at most 1e-6), and the share of users whose chosen path differs from
 SPINRec run on the bare model (``forward`` only, every shortcut hidden; target: none), with the
@@ -51,8 +51,8 @@ from explainers.base import top1_outside
 from explainers.spinrec import SpinRec, SpinRecExplanation
 
 DATASET, SEED, KAPPA, STEPS = "ml-100k", 0, 16, 16
-MODELS: tuple[str, ...] = ("mf", "multvae", "neumf")
-TARGETS: dict[str, float] = {"mf": 10.0, "multvae": 1.5, "neumf": 10.0}
+MODELS: tuple[str, ...] = ("fism", "multvae", "fism-neumf")
+TARGETS: dict[str, float] = {"fism": 10.0, "multvae": 1.5, "fism-neumf": 10.0}
 
 
 class Bare(nn.Module):
@@ -202,7 +202,9 @@ def all_users(opened: OpenRun, batch_users: int) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="models (mf,multvae,neumf)")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help="models (fism,multvae,fism-neumf)"
+    )
     parser.add_argument("--run", action="append", default=[], help="NAME=DIR: a run folder")
     parser.add_argument("--users", type=int, default=20, help="test users timed (20)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (3)")

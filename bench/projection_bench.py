@@ -1,6 +1,6 @@
 """Projection bench: UMAP time of a trained run's items and users (target: under 15 s together).
 
-Trains ``mf`` (or ``--model multvae``) on MovieLens 100K into a temporary runs folder, or uses
+Trains ``fism`` (or ``--model multvae``) on MovieLens 100K into a temporary runs folder, or uses
 ``--run DIR``, then times :func:`engine.projection.run_projection` for items and users with
 UMAP (cosine, 15 neighbours, the run's seed) and PCA, in a fresh process. The umap-learn
 import and the loading of its numba kernels are timed apart (the first process on a machine
@@ -9,7 +9,7 @@ also compiles them, 20-40 s on two cores, then reads them from numba's disk cach
 Usage::
 
     python bench/projection_bench.py
-    python bench/projection_bench.py --run ~/.cache/reclens/runs/ml-100k/mf-20250101T120000Z
+    python bench/projection_bench.py --run ~/.cache/reclens/runs/ml-100k/fism-20250101T120000Z
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ TARGET_SECONDS = 15.0
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", metavar="DIR", help="an existing run folder (skips training)")
-    parser.add_argument("--model", default="mf", help="model to train when no --run (mf)")
+    parser.add_argument("--model", default="fism", help="model to train when no --run (fism)")
     parser.add_argument("--dataset", default="ml-100k", help="dataset to train on (ml-100k)")
     parser.add_argument("--device", default="auto", help="training device (auto)")
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ Prints:
   the Explain tab being updated; target under 1 s (median of several users);
 - the server's memory before, during and after five concurrent sessions.
 
-Runs are cached: ease, mf and diffrec are trained on ml-100k into ``--runs`` (default
+Runs are cached: ease, fism and diffrec are trained on ml-100k into ``--runs`` (default
 ``artifacts/ui-bench/runs``) only when that folder has no ml-100k run, and their UMAP maps are
 computed before the clock starts. Needs ml-100k under ``$RECLENS_DATA`` (e.g.
 ``RECLENS_DATA=/work/shared/data``) and ``/usr/bin/chromium``.
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
 from ui_support import CHROMIUM, CHROMIUM_ARGS, Server, start_server  # noqa: E402  as the browser tests
 
-MODELS = ("ease", "mf", "diffrec")
+MODELS = ("ease", "fism", "diffrec")
 SERVER = """
 import sys
 from app.dashboard.server import make_service, serve

@@ -1,6 +1,6 @@
 """Take the README's screenshots of the five tabs on MovieLens 100K.
 
-Uses the runs of the UI bench (ease, mf and diffrec on ml-100k, trained into ``--runs`` when
+Uses the runs of the UI bench (ease, fism and diffrec on ml-100k, trained into ``--runs`` when
 missing), serves them and saves one PNG per tab into ``docs/screenshots/``. Needs ml-100k under
 ``$RECLENS_DATA`` and ``/usr/bin/chromium``.
 
@@ -40,15 +40,15 @@ def main() -> int:
     runs = Path(args.runs)
     ids = prepare_runs(runs, budget=30.0)
     by_model = {run.split("/")[-1].split("-")[0]: run for run in ids}
-    loaded = EngineService(runs, default_source="ml-100k").load(by_model["mf"])
+    loaded = EngineService(runs, default_source="ml-100k").load(by_model["fism"])
     user = args.user or str(loaded.users["id"].iloc[int(loaded.split.eval_users("test")[0])])
     item = str(loaded.items["id"].iloc[0])
     shots = {
-        "overview": f"?run={by_model['mf']}&tab=overview",
-        "embeddings": f"?run={by_model['mf']}&tab=embeddings&user={user}&item={item}",
-        "explain": f"?run={by_model['mf']}&tab=explain&user={user}",
+        "overview": f"?run={by_model['fism']}&tab=overview",
+        "embeddings": f"?run={by_model['fism']}&tab=embeddings&user={user}&item={item}",
+        "explain": f"?run={by_model['fism']}&tab=explain&user={user}",
         "diffusion": f"?run={by_model['diffrec']}&tab=diffusion&user={user}",
-        "fairness": f"?run={by_model['mf']}&tab=fairness&user={user}",
+        "fairness": f"?run={by_model['fism']}&tab=fairness&user={user}",
     }
     server = start_server(runs, script=SERVER)
     OUT.mkdir(parents=True, exist_ok=True)
