@@ -10,6 +10,8 @@ prediction sits on the 2D item map (the score-weighted centroid of its top-N ite
 :func:`trajectory` records one user's walk for one or several noise seeds (a "fan" when
 ``noise_steps > 0`` or with ``sampling_noise``); :meth:`engine.session.OpenRun.trajectory`
 does the same for a user of a saved run, with the run's split and item map.
+:func:`motion` measures how much a trajectory moves (top-K turnover, metric range, the size of
+the starting noise), so a view can say plainly when the walk is nearly static and why.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class Trajectory:
     - ranking (masked items excluded): ``topk`` (item indices, List[Int64]), ``topk_raw`` (raw
       ids, List[String]), ``topk_scores`` (List[Float64]), ``rank_change`` (List[Int64]: previous
       step's rank minus this rank, positive = moved up; nulls at step 0), ``n_new`` (top-K items
-      not in the previous step's top K; K at step 0), ``recall@K``, ``ndcg@K`` (null when the
-      user has no held-out items);
+      not in the previous step's top K; K at step 0), ``recall@K``, ``ndcg@K`` and
+      ``best_heldout_rank`` (the best rank of a held-out item; all null when the user has no
+      held-out items);
     - ``x``, ``y``: score-weighted centroid of the top-N items on the item map (null without
       coordinates).
 
@@ -54,6 +57,13 @@ class Trajectory:
     the union of every step's top N. Columns ``seed``, ``step``, ``t``, ``item``, ``raw_id``,
     ``score``, ``rank`` (1-based among unmasked items, null when masked), ``in_topk``,
     ``heldout``.
+
+    ``start``: one row per seed, the state before the first step (the noised history, or the
+    history itself without noise): ``seed``, ``noise_norm`` (L2 distance to the history),
+    ``noise_share`` (that over the history's L2 norm), ``recall@K``, ``ndcg@K`` and
+    ``best_heldout_rank`` of ranking that state as it is (what is recommended before any
+    denoising: the noise alone orders the unmasked items; null without noise, when they all
+    tie), ``x``, ``y`` (centroid of the history's items on the item map).
 
     ``predictions``: float32 [n_seeds, T, n_items], each step's x_0 prediction (the last one is
     the model's score for the user); ``states``: float32 [n_seeds, T + 1, n_items], the state
@@ -72,11 +82,37 @@ class Trajectory:
     history: np.ndarray
     heldout: np.ndarray
     user: str | None = None
+    start: pl.DataFrame | None = None
 
     @property
     def n_steps(self) -> int:
         """T, the number of reverse steps."""
         return int(self.predictions.shape[1])
+
+    def progress(self) -> pl.DataFrame:
+        """The walk as the dashboard plays it: one row per (seed, position), position 0 the
+        start state (:attr:`start`) and position s the x_0 prediction of the s-th reverse step.
+
+        Columns ``seed``, ``step`` (the position, 0 .. T), ``t`` (null at the start),
+        ``recall@K``, ``ndcg@K``, ``best_heldout_rank``, ``x``, ``y``.
+        """
+        cols = ["seed", "step", "t", f"recall@{self.k}", f"ndcg@{self.k}", "best_heldout_rank"]
+        walked = self.steps.select(*cols, "x", "y").with_columns(pl.col("step") + 1)
+        if self.start is None:
+            return walked
+        begin = self.start.select(
+            "seed",
+            pl.lit(0, pl.Int64).alias("step"),
+            pl.lit(None, pl.Int64).alias("t"),
+            *cols[3:],
+            "x",
+            "y",
+        )
+        return pl.concat([begin, walked]).sort("seed", "step")
+
+    def scores(self, seed_index: int = 0) -> np.ndarray:
+        """[T + 1, n_items]: the start state, then each step's x_0 prediction (one seed)."""
+        return np.vstack([self.states[seed_index, :1], self.predictions[seed_index]])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: ``user``, settings and ``steps`` (a list, one object a row).
@@ -99,7 +135,74 @@ class Trajectory:
             "seeds": list(self.seeds),
             "n_steps": self.n_steps,
             "steps": rows,
+            "start": [
+                {key: _clean(value) for key, value in row.items()}
+                for row in (self.start.iter_rows(named=True) if self.start is not None else ())
+            ],
         }
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How much one trajectory moves (see :func:`motion`).
+
+    ``noise_std``: the standard deviation of the noise the walk starts from (0 without noise,
+    else ``sqrt(1 - abar)`` at step T'-1) and ``signal`` the history's factor ``sqrt(abar)``;
+    ``noise_share``: the starting noise's L2 norm over the history's (mean over seeds);
+    ``n_entered``: items of the last step's top K that were not in the first step's (seed 0);
+    ``n_rank_moves``: top-K rank changes after the first step (seed 0); ``metric_range``: the
+    largest spread (max - min over the steps) of recall@K and NDCG@K (seed 0; None without
+    held-out items); ``fan_spread``: the largest distance between two seeds' map positions at
+    one step (None with one seed or no map); ``fan_topk_differ``: whether the seeds' last top K
+    differ; ``static``: after the first step no item enters the top K and recall and NDCG stay
+    the same (ranks may still swap inside the top K).
+    """
+
+    n_steps: int
+    noise_steps: int
+    noise_std: float
+    signal: float
+    noise_share: float | None
+    n_entered: int
+    n_rank_moves: int
+    metric_range: float | None
+    fan_spread: float | None
+    fan_topk_differ: bool
+    static: bool
+
+
+def motion(traj: Trajectory) -> Motion:
+    """Measure how much ``traj`` moves: a walk whose top K is settled by the first x_0
+    prediction (DiffRec's small noise: the state barely changes between steps) is ``static``."""
+    steps = traj.steps
+    first = steps.filter(pl.col("seed") == traj.seeds[0]).sort("step")
+    tops = first["topk"].to_list()
+    n_entered = len(set(tops[-1]) - set(tops[0]))
+    moves = [c for row in first["rank_change"].to_list()[1:] for c in row if c]
+    spreads = [
+        float(first[f"{name}@{traj.k}"].max() - first[f"{name}@{traj.k}"].min())
+        for name in ("recall", "ndcg")
+        if first[f"{name}@{traj.k}"].null_count() == 0
+    ]
+    if traj.noise_steps > 0:
+        abar = float(steps.filter(pl.col("t") == traj.noise_steps - 1)["alpha_bar"][0])
+    else:
+        abar = 1.0
+    share = traj.start["noise_share"].mean() if traj.start is not None else None
+    last_tops = [tuple(steps.filter(pl.col("seed") == s)["topk"].to_list()[-1]) for s in traj.seeds]
+    return Motion(
+        n_steps=traj.n_steps,
+        noise_steps=traj.noise_steps,
+        noise_std=math.sqrt(max(1.0 - abar, 0.0)),
+        signal=math.sqrt(abar),
+        noise_share=float(share) if share is not None else None,
+        n_entered=n_entered,
+        n_rank_moves=len(moves),
+        metric_range=max(spreads) if spreads else None,
+        fan_spread=_fan_spread(steps) if len(traj.seeds) > 1 else None,
+        fan_topk_differ=len(set(last_tops)) > 1,
+        static=n_entered == 0 and (not spreads or max(spreads) < 1e-9),
+    )
 
 
 @torch.no_grad()
@@ -135,7 +238,10 @@ def trajectory(
     if k < 1 or top_n < 1:
         raise ReclensError(f"k and top_n must be at least 1, got k={k}, top_n={top_n}")
     if not 0 <= noise_steps <= model.steps:
-        raise ReclensError(f"noise steps must be within 0..{model.steps}, got {noise_steps}")
+        raise ReclensError(
+            f"noise steps must be within 0..{model.steps} (this model's number of diffusion "
+            f"steps T), got {noise_steps}"
+        )
     if coords is not None and np.shape(coords) != (n_items, 2):
         raise ReclensError(f"item coordinates must be [{n_items}, 2], got {np.shape(coords)}")
     seeds = tuple(int(s) for s in seeds) or (0,)
@@ -171,10 +277,6 @@ def trajectory(
             ranks_all[si, step] = rank
             top = ranked[:k_eff]
             top_items.update(ranked[:top_n].tolist())
-            hits = torch.from_numpy(is_heldout[top].astype(np.float64))[None]
-            metrics = ranking_metrics(hits, torch.tensor([float(len(heldout))]), (k_eff,))
-            recall = float(metrics[f"recall@{k_eff}"][0]) if len(heldout) else None
-            ndcg = float(metrics[f"ndcg@{k_eff}"][0]) if len(heldout) else None
             xy = _centroid(scores, ranked[:top_n], coords)
             row: dict[str, Any] = {
                 "seed": seed,
@@ -208,8 +310,7 @@ def trajectory(
                 "n_new": int(len(top) - len(np.intersect1d(top, prev_top)))
                 if prev_top is not None
                 else len(top),
-                f"recall@{k}": recall,
-                f"ndcg@{k}": ndcg,
+                **_accuracy(ranked, rank, heldout, k_eff, k),
                 "x": xy[0],
                 "y": xy[1],
             }
@@ -217,6 +318,7 @@ def trajectory(
             prev_rank, prev_top = rank, top
 
     steps = pl.DataFrame(step_rows, schema=_steps_schema(k))
+    start = _start_table(seeds, states[:, 0], hist_np, masked, heldout, coords, k_eff, k)
     items = _items_table(
         seeds,
         ts,
@@ -241,10 +343,65 @@ def trajectory(
         history=np.flatnonzero(hist_np > 0),
         heldout=heldout,
         user=user,
+        start=start,
     )
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _accuracy(
+    ranked: np.ndarray, rank: np.ndarray, heldout: np.ndarray, k_eff: int, k: int
+) -> dict[str, float | int | None]:
+    """``recall@k``, ``ndcg@k`` and ``best_heldout_rank`` of one ranking (None without
+    held-out items)."""
+    if not len(heldout):
+        return {f"recall@{k}": None, f"ndcg@{k}": None, "best_heldout_rank": None}
+    is_heldout = np.zeros(rank.shape[0], dtype=bool)
+    is_heldout[heldout] = True
+    hits = torch.from_numpy(is_heldout[ranked[:k_eff]].astype(np.float64))[None]
+    metrics = ranking_metrics(hits, torch.tensor([float(len(heldout))]), (k_eff,))
+    best = int(rank[heldout].min())
+    return {
+        f"recall@{k}": float(metrics[f"recall@{k_eff}"][0]),
+        f"ndcg@{k}": float(metrics[f"ndcg@{k_eff}"][0]),
+        "best_heldout_rank": best if best <= ranked.shape[0] else None,
+    }
+
+
+def _start_table(
+    seeds: tuple[int, ...],
+    starts: np.ndarray,
+    history: np.ndarray,
+    masked: np.ndarray,
+    heldout: np.ndarray,
+    coords: np.ndarray | None,
+    k_eff: int,
+    k: int,
+) -> pl.DataFrame:
+    """The ``start`` table of :class:`Trajectory`: each seed's state before the first step."""
+    hist_norm = float(np.linalg.norm(history))
+    hist_items = np.flatnonzero(history > 0)
+    xy = _centroid(history, hist_items, coords)
+    rows = []
+    for seed, state in zip(seeds, starts, strict=True):
+        ranked, rank = _ranking(state, masked)
+        noise = float(np.linalg.norm(state - history))
+        ordered = np.ptp(state[~masked]) > 0  # without noise every unmasked item ties: no order
+        rows.append(
+            {
+                "seed": seed,
+                "noise_norm": noise,
+                "noise_share": noise / hist_norm if hist_norm > 0 else None,
+                **_accuracy(ranked, rank, heldout if ordered else heldout[:0], k_eff, k),
+                "x": xy[0],
+                "y": xy[1],
+            }
+        )
+    f = pl.Float64
+    schema = {"seed": pl.Int64, "noise_norm": f, "noise_share": f, f"recall@{k}": f,
+              f"ndcg@{k}": f, "best_heldout_rank": pl.Int64, "x": f, "y": f}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema)
+
+
 def _walk(
     model: DiffRec, x: torch.Tensor, noise_steps: int, seeds: tuple[int, ...], sampling_noise: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -266,6 +423,18 @@ def _walk(
     finally:
         model.train(was_training)
     return preds, states
+
+
+def _fan_spread(steps: pl.DataFrame) -> float | None:
+    """The largest distance between two seeds' map positions at the same step."""
+    located = steps.drop_nulls(["x", "y"])
+    if located.is_empty():
+        return None
+    widest = 0.0
+    for _, group in located.group_by("step"):
+        xy = group.select("x", "y").to_numpy()
+        widest = max(widest, float(np.linalg.norm(xy[:, None] - xy[None], axis=-1).max()))
+    return widest
 
 
 def _ranking(scores: np.ndarray, masked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -364,6 +533,7 @@ def _steps_schema(k: int) -> dict[str, pl.DataType]:
         "n_new": i,
         f"recall@{k}": f,
         f"ndcg@{k}": f,
+        "best_heldout_rank": i,
         "x": f,
         "y": f,
     }

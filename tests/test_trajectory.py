@@ -230,3 +230,114 @@ def test_cli_errors(runs, capsys) -> None:
     assert "diffrec" in err and "pop" in err and len(err.splitlines()) == 1
     assert main(["trajectory", "--run", str(runs["diffrec"]), "--user", "3", "--seeds", "a"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+# -- the walk as played: start state, progress, motion -------------------------------------------
+def test_start_state_and_progress(trained) -> None:
+    model, parts, coords = trained
+    u = int(parts.eval_users("test")[0])
+    history, heldout, mask = _user_inputs(parts, u)
+    plain = trajectory(model, history, heldout, coords, k=5, mask=mask)
+    assert plain.start is not None and plain.start.height == 1
+    first = plain.start.row(0, named=True)
+    assert first["noise_norm"] == 0.0 and first["noise_share"] == 0.0
+    # without noise every unmasked item ties in the start state: nothing is ranked
+    assert first["recall@5"] is None and first["best_heldout_rank"] is None
+    # the start sits at the history's centre on the map
+    assert (first["x"], first["y"]) == pytest.approx(tuple(coords[history > 0].mean(0)))
+    noised = trajectory(model, history, heldout, coords, k=5, mask=mask, noise_steps=model.steps)
+    row = noised.start.row(0, named=True)
+    expected = np.linalg.norm(noised.states[0, 0] - history)
+    assert row["noise_norm"] == pytest.approx(expected) and row["noise_norm"] > 0
+    assert row["noise_share"] == pytest.approx(expected / np.linalg.norm(history))
+    assert 1 <= row["best_heldout_rank"] <= int((~mask).sum())
+    # progress: position 0 is the start, position s the s-th step's prediction
+    prog = noised.progress()
+    assert prog["step"].to_list() == list(range(model.steps + 1))
+    assert prog["t"].to_list() == [None, *range(model.steps - 1, -1, -1)]
+    assert prog["ndcg@5"].to_list()[1:] == noised.steps["ndcg@5"].to_list()
+    assert prog["ndcg@5"][0] == row["ndcg@5"]
+    scores = noised.scores(0)
+    assert scores.shape == (model.steps + 1, model.n_items)
+    np.testing.assert_array_equal(scores[0], noised.states[0, 0])
+    np.testing.assert_array_equal(scores[1:], noised.predictions[0])
+    # the best held-out rank is the best rank of a test item in each step's ranking
+    for step in range(model.steps):
+        s = np.where(mask, -np.inf, noised.predictions[0, step])
+        order = np.argsort(-s, kind="stable")
+        ranks = {int(i): r + 1 for r, i in enumerate(order)}
+        best = min(ranks[int(i)] for i in heldout)
+        assert noised.steps["best_heldout_rank"][step] == best
+
+
+def test_motion_of_a_static_and_a_moving_walk(trained) -> None:
+    from engine.trajectory import motion
+
+    model, parts, coords = trained
+    u = int(parts.eval_users("test")[0])
+    history, heldout, mask = _user_inputs(parts, u)
+    traj = trajectory(
+        model, history, heldout, coords, k=5, mask=mask, noise_steps=model.steps, seeds=(0, 1)
+    )
+    m = motion(traj)
+    abar = model.schedule["alphas_cumprod"][model.steps - 1]
+    assert m.noise_std == pytest.approx(np.sqrt(1 - abar)) and m.signal == pytest.approx(
+        np.sqrt(abar)
+    )
+    tops = traj.steps.filter(pl.col("seed") == 0)["topk"].to_list()
+    assert m.n_entered == len(set(tops[-1]) - set(tops[0]))
+    ndcg = traj.steps.filter(pl.col("seed") == 0)["ndcg@5"]
+    recall = traj.steps.filter(pl.col("seed") == 0)["recall@5"]
+    spread = max(ndcg.max() - ndcg.min(), recall.max() - recall.min())
+    assert m.metric_range == pytest.approx(spread)
+    assert m.static == (m.n_entered == 0 and spread < 1e-9)
+    xy = traj.steps.select("seed", "step", "x", "y").to_pandas()
+    widest = max(
+        float(np.linalg.norm(g[["x", "y"]].to_numpy()[0] - g[["x", "y"]].to_numpy()[1]))
+        for _, g in xy.groupby("step")
+    )
+    assert m.fan_spread == pytest.approx(widest) and m.fan_spread > 0
+    # a walk built so that the top K never changes is static; one whose top K turns over is not
+    frozen = Trajectory(
+        steps=traj.steps.filter(pl.col("seed") == 0).with_columns(
+            pl.lit(tops[0]).alias("topk"),
+            pl.lit(float(recall[0])).alias("recall@5"),
+            pl.lit(float(ndcg[0])).alias("ndcg@5"),
+            pl.lit([0] * len(tops[0])).alias("rank_change"),
+        ),
+        items=traj.items,
+        predictions=traj.predictions[:1],
+        states=traj.states[:1],
+        seeds=(0,),
+        k=5,
+        top_n=traj.top_n,
+        noise_steps=0,
+        sampling_noise=False,
+        history=traj.history,
+        heldout=traj.heldout,
+    )
+    still = motion(frozen)
+    assert still.static and still.n_entered == 0 and still.metric_range == 0.0
+    assert still.noise_std == 0.0 and still.signal == 1.0 and still.fan_spread is None
+    others = [i for i in range(model.n_items) if i not in tops[0]][:5]
+    turned = Trajectory(
+        **{
+            **vars(frozen),
+            "steps": frozen.steps.with_columns(
+                pl.Series("topk", [tops[0]] * (model.steps - 1) + [others])
+            ),
+        }
+    )
+    assert motion(turned).n_entered == 5 and not motion(turned).static
+
+
+def test_noise_steps_are_bounded_by_the_model(trained) -> None:
+    model, parts, coords = trained
+    history = np.zeros(model.n_items, dtype=np.float32)
+    history[:3] = 1
+    for bad in (-1, model.steps + 1, 50):
+        with pytest.raises(ReclensError, match=rf"within 0\.\.{model.steps} .*diffusion steps T"):
+            trajectory(model, history, [], coords, noise_steps=bad)
+    assert (
+        trajectory(model, history, [], coords, noise_steps=model.steps).noise_steps == model.steps
+    )
