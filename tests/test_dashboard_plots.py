@@ -89,13 +89,10 @@ def test_highlight_layer_marks_history_recs_and_selection() -> None:
     assert emb.nearest_row(frame, frame["x"][4], frame["y"][4]) == 4
 
 
-def test_attribution_frame_shares_and_sentence() -> None:
+def test_attribution_frame_shares_and_bars() -> None:
     frame = shaping.attribution_frame(["A", "B", "C"], ["1", "2", "3"], np.array([0.1, 0.3, -0.2]))
     assert list(frame["title"]) == ["B", "A", "C"]
     assert frame["share"].tolist() == pytest.approx([0.75, 0.25, 0.0])
-    text = ex.summary_sentence(frame, "Target", "user 7", model="ease")
-    assert "\u201cB\u201d (75%)" in text and "\u201cA\u201d (25%)" in text
-    assert "\u201cC\u201d pulled the other way" in text
     bars = ex.attribution_bars(frame, top=2)
     assert list(bars.data["title"]) == ["C", "B"]  # two largest |scores|, drawn bottom-up
 
@@ -103,11 +100,16 @@ def test_attribution_frame_shares_and_sentence() -> None:
 def test_path_curves_one_curve_per_path_chosen_highlighted() -> None:
     alphas = np.linspace(0, 1, 5)
     probs = np.vstack([alphas, alphas**2, np.sqrt(alphas)])
-    overlay = ex.path_curves(alphas, probs, chosen=1, labels=["p1", "p2", "p3"])
+    overlay = ex.path_curves(alphas, probs, chosen=1, labels=["p1", "p2", "p3"], ylabel="score")
     others, best = list(overlay)
     assert [p["path"] for p in others.split(datatype="columns")] == ["p1", "p3"]
-    assert best.data["probability"].tolist() == pytest.approx((alphas**2).tolist())
+    assert best.data["value"].tolist() == pytest.approx((alphas**2).tolist())
     assert best.opts.get().kwargs["line_width"] == 4
+    assert overlay.opts.get().kwargs["ylabel"] == "score"
+    assert "logy" not in overlay.opts.get().kwargs
+    ranks = ex.path_curves(alphas, 1 + probs * 50, 1, ["p1", "p2", "p3"], "rank", ranks=True)
+    options = ranks.opts.get().kwargs
+    assert options["logy"] and options["invert_yaxis"]  # rank 1 at the top
 
 
 def test_fidelity_curves_filter_by_kind() -> None:
@@ -116,12 +118,19 @@ def test_fidelity_curves_filter_by_kind() -> None:
             "explainer": ["spinrec", "spinrec", "random", "random"] * 2,
             "kind": ["deletion"] * 4 + ["insertion"] * 4,
             "fraction": [0.0, 1.0] * 4,
-            "probability": [0.5, 0.1, 0.5, 0.4, 0.0, 0.4, 0.0, 0.2],
+            "value": [0.5, 0.1, 0.5, 0.4, 0.0, 0.4, 0.0, 0.2],
+            "quantity": "sigmoid probability",
+            "rank": [3, 40, 3, 9, 90, 5, 90, 20],
         }
     )
     overlay = ex.fidelity_curves(curves, "insertion")
-    data = {c.label: c.data["probability"].tolist() for c in overlay}
+    data = {c.label: c.data["value"].tolist() for c in overlay}
     assert data == {"random": [0.0, 0.2], "spinrec": [0.0, 0.4]}
+    assert overlay.opts.get().kwargs["ylabel"] == "sigmoid probability"
+    ranks = ex.fidelity_curves(curves, "deletion", measure="rank")
+    assert {c.label: c.data["rank"].tolist() for c in ranks}["spinrec"] == [3, 40]
+    assert ranks.opts.get().kwargs["ylabel"] == shaping.RANK_LABEL
+    assert ranks.opts.get().kwargs["invert_yaxis"]
 
 
 def test_compare_lists_marks_common_items() -> None:

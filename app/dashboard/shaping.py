@@ -1,7 +1,8 @@
 """Engine results shaped for display: the tables and records the views draw.
 
 Nothing here computes a number the engine or the explainers own; it joins their results with
-ids, titles and genres, and names columns for people.
+ids, titles and genres (asking :mod:`explainers.target` for an explained item's ranks), and
+names columns and model outputs for people.
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ from data.summary import summarize
 from engine.runs import Run
 from engine.session import OpenRun
 from explainers.spinrec import SpinRecExplanation
-from explainers.target import TargetFidelity
+from explainers.target import TargetFidelity, path_ranks, target_ranks
+
+QUANTITIES: dict[str, str] = {
+    "softmax": "softmax probability",
+    "sigmoid": "sigmoid probability",
+    "identity": "score",
+}
+"""What a model's output for an item is, by its declared link (:mod:`engine.contract`)."""
+RANK_LABEL = "rank among non-history items (1 = top)"
+"""The axis label of a target's rank (:func:`explainers.target.target_ranks`)."""
+
+
+def quantity_label(link: str) -> str:
+    """The name of what a model with output ``link`` gives an item, for axes and sentences."""
+    return QUANTITIES.get(link, "model output")
 
 
 # -- a run ready for the views -----------------------------------------------------------------
@@ -184,7 +199,12 @@ class ExplanationView:
     explained item's title and raw id; ``probability``: the model's output for it;
     ``baseline``: raw id of the chosen baseline user; ``alternatives``: frame of the candidate
     baseline users with their deletion AUC; ``alphas`` [n_alpha]; ``paths`` [kappa, n_alpha];
-    ``chosen``: the chosen path; ``path_labels`` [kappa]; ``raw``: the explainer's result.
+    ``chosen``: the chosen path; ``path_labels`` [kappa]; ``raw``: the explainer's result;
+    ``link``: the model's output link (``probability`` and ``paths`` are in its units, see
+    :attr:`quantity`); ``rank``: the target's rank (1 = top) among the ``candidates`` items
+    the top-K ranks (outside the history and the validation items), so the target is in the
+    top-K exactly when ``rank <= K``; ``path_ranks`` [kappa, n_alpha]: its rank among
+    non-history items along each path.
     """
 
     attributions: pd.DataFrame
@@ -199,13 +219,30 @@ class ExplanationView:
     path_labels: list[str]
     seconds: float
     raw: SpinRecExplanation
+    link: str
+    rank: int
+    candidates: int
+    path_ranks: np.ndarray
+
+    @property
+    def quantity(self) -> str:
+        """What ``probability`` and ``paths`` are: "softmax probability", "score", ..."""
+        return quantity_label(self.link)
 
 
 def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) -> ExplanationView:
-    """Join a SPINRec explanation with titles and ids."""
+    """Join a SPINRec explanation with titles and ids, and the target's ranks."""
     items = loaded.items
     user_ids = loaded.users["id"].to_numpy()
     baselines = np.asarray(exp.baseline_users, dtype=np.int64)
+    opened = loaded.opened
+    x = opened.history_vector(exp.items)
+    exclude = x.numpy() > 0
+    if exp.user is not None:
+        exclude[opened.validation(int(exp.user))] = True  # as the top-K leaves them out
+    rank = int(target_ranks(opened.model, x, target, exclude)[0])
+    base_rows = loaded.split.train[baselines].toarray()
+    ranks = path_ranks(opened.model, x, base_rows, exp.alphas, target)
     alternatives = pd.DataFrame(
         {
             "path": np.arange(1, baselines.shape[0] + 1),
@@ -232,12 +269,18 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
         path_labels=[f"path {k + 1}: user {user_ids[b]}" for k, b in enumerate(baselines)],
         seconds=float(exp.seconds),
         raw=exp,
+        link=str(opened.model.link),
+        rank=rank,
+        candidates=int((~exclude).sum()),
+        path_ranks=ranks,
     )
 
 
 def fidelity_frame(result: TargetFidelity) -> pd.DataFrame:
     """Deletion and insertion curves of every explainer of ``result`` as one long frame:
-    ``explainer``, ``kind`` (deletion/insertion), ``fraction``, ``probability``."""
+    ``explainer``, ``kind`` (deletion/insertion), ``fraction``, ``value`` (the model's output
+    for the target), ``quantity`` (what that is, :func:`quantity_label`) and ``rank`` (the
+    target's rank among non-history items)."""
     n_hist = max(int(next(iter(result.explanations.values())).items.shape[0]), 1)
     fractions = result.curves.counts / n_hist
     rows = [
@@ -246,13 +289,36 @@ def fidelity_frame(result: TargetFidelity) -> pd.DataFrame:
                 "explainer": name,
                 "kind": kind,
                 "fraction": fractions,
-                "probability": result.curve(name, key),
+                "value": result.curve(name, key),
+                "quantity": quantity_label(result.link),
+                "rank": result.rank_curve(name, key),
             }
         )
         for kind, key in (("deletion", "del"), ("insertion", "ins"))
         for name in result.explanations
     ]
     return pd.concat(rows, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    """The item the Explain tab explains: ``item`` (raw id, "" when there is none) and
+    ``asked_in_history``: the requested raw id when it is in the history (so it is not
+    recommended and the top-1 is explained instead), else ""."""
+
+    item: str
+    asked_in_history: str = ""
+
+
+def choose_target(requested: str, history: set[str], top: Sequence[str]) -> TargetChoice:
+    """The requested item when it is outside the ``history`` (raw ids), else the first of
+    ``top`` (raw ids in rank order), saying that the requested one is in the history."""
+    first = str(top[0]) if len(top) else ""
+    if not requested:
+        return TargetChoice(first)
+    if requested in history:
+        return TargetChoice(first, requested)
+    return TargetChoice(requested)
 
 
 def compare_lists(lists: Mapping[str, Sequence[str]]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import panel as pn
 import param
 from panel.io import hold
 
-from app.dashboard.shaping import ExplanationView, compare_lists
+from app.dashboard.shaping import ExplanationView, TargetChoice, choose_target, compare_lists
 from app.dashboard.views.common import (
     Message,
     Slot,
@@ -40,7 +40,7 @@ SECTION_DEPS: dict[str, frozenset[str]] = {
     "history": frozenset({"run", "user", "whatif", "edited"}),
     "recs": frozenset({"run", "user", "k", "item", "whatif", "edited"}),
     "compare": frozenset({"run", "user", "k", "compare"}),
-    "explanation": frozenset({"run", "user", "item", "whatif", "edited"}),
+    "explanation": frozenset({"run", "user", "k", "item", "whatif", "edited"}),
 }
 """Which selection fields (and view parameters) each part of the tab shows."""
 FIDELITY_DEPS = frozenset({"run", "user", "item", "whatif", "edited"})
@@ -119,17 +119,19 @@ class ExplainView(TabView):
 
     def target(self) -> str:
         """The explained item: the selected item when it is recommendable, else the top-1."""
+        return self.target_choice().item
+
+    def target_choice(self) -> TargetChoice:
+        """:meth:`target`, and the selected item when it is in the history (so not explained)."""
         recs = self.recommendations()
         if recs.empty:
-            return ""
+            return TargetChoice("")
         item = self.state.item
+        hist: set[str] = set()
         if item:
             hist = set(self.edited) if self.whatif else set(self._history_ids())
-            loaded = self.service.load(self.state.run)
-            loaded.item_index(item)  # friendly error for an unknown item
-            if item not in hist:
-                return item
-        return str(recs["id"].iloc[0])
+            self.service.load(self.state.run).item_index(item)  # friendly error if unknown
+        return choose_target(item, hist, recs["id"].astype(str).tolist())
 
     def explanation(self) -> ExplanationView:
         """The SPINRec explanation of :meth:`target` for the selected user."""

@@ -1,5 +1,8 @@
 """The Explain tab's explanation: the sentence, SPINRec attribution bars, the chosen baseline
-and the path curves, built once and updated in place when the selection changes."""
+and the path curves, built once and updated in place when the selection changes.
+
+The path curves show the model's own output for the target (named for what it is: a softmax or
+sigmoid probability, or a score) or, comparable across models, the target's rank."""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import panel as pn
 import param
 
 from app.dashboard.plots import explain as plots
-from app.dashboard.shaping import ExplanationView
+from app.dashboard.sentence import explanation_sentence
+from app.dashboard.shaping import RANK_LABEL, ExplanationView
 from app.dashboard.views.common import (
     caption,
     csv_download,
@@ -37,6 +41,9 @@ class ExplanationSection(pn.viewable.Viewer):
 
     top = param.Integer(default=15, bounds=(3, 60), doc="Bars shown.")
     rev = param.Integer(default=0, doc="Bumped when a new explanation is pushed.")
+    measure = param.Selector(
+        default="value", objects=["value", "rank"], doc="What the path curves show."
+    )
 
     def __init__(self, view: ExplainView, **params: Any) -> None:
         super().__init__(**params)
@@ -52,6 +59,12 @@ class ExplanationSection(pn.viewable.Viewer):
         )
         self._exp_error = friendly("", "warning", visible=False, margin=5)
         self._baseline_md = markdown()
+        self._measure = pn.widgets.RadioButtonGroup(
+            options={"the model's output": "value", "rank (comparable across models)": "rank"},
+            value=self.measure,
+            button_type="light",
+        )
+        self._measure.link(self, value="measure")
         # A few rows: a plain HTML table draws much faster than a Tabulator.
         self._alternatives = pn.pane.DataFrame(
             pd.DataFrame(), index=False, sizing_mode="stretch_width", height=250,
@@ -59,7 +72,9 @@ class ExplanationSection(pn.viewable.Viewer):
         )  # fmt: skip
         rev = self.param.rev
         self._bars = hv.DynamicMap(pn.bind(self.bars_element, rev=rev, top=self.param.top))
-        self._paths = hv.DynamicMap(pn.bind(self.paths_element, rev=rev))
+        self._paths = hv.DynamicMap(
+            pn.bind(self.paths_element, rev=rev, measure=self.param.measure)
+        )
 
     def refresh(self, *_: Any) -> None:
         """Recompute the explanation (cached by the engine service per run, user, item and
@@ -69,8 +84,11 @@ class ExplanationSection(pn.viewable.Viewer):
         try:
             if not (self.view.state.run and self.view.state.user):
                 raise NothingSelected("Pick a user and a recommended item to explain it.")
+            choice = self.view.target_choice()
             exp = self.view.explanation()
             loaded = self.view.service.load(self.view.state.run)
+            asked = choice.asked_in_history
+            asked_title = str(loaded.items["title"].iloc[loaded.item_index(asked)]) if asked else ""
         except Exception as err:  # noqa: BLE001 - shown as a message above the plots
             self._exp = None
             if not isinstance(err, ReclensError | NothingSelected):
@@ -85,17 +103,29 @@ class ExplanationSection(pn.viewable.Viewer):
             self.rev += 1
             return
         self._exp_error.visible = False
-        sentence = plots.summary_sentence(
-            exp.attributions, exp.target, f"user {self.view.state.user}", model=loaded.model_name
+        sentence = explanation_sentence(
+            exp.attributions,
+            exp.target,
+            f"user {self.view.state.user}",
+            rank=exp.rank,
+            k=self.view.state.k,
+            candidates=exp.candidates,
+            model=loaded.model_name,
+            quantity=exp.quantity,
+            value=exp.probability,
+            asked_in_history=asked_title,
         )
         self._sentence.param.update(object=sentence, visible=True)
         if exp is self._exp:
             return  # the same explanation (e.g. only K changed): nothing to redraw
         self._exp = exp
         self._baseline_md.object = md(
-            "**Chosen baseline:** user {baseline} \u00b7 target probability {p:.4g}",
+            "**Chosen baseline:** user {baseline} \u00b7 the target's {quantity} {p:.4g} "
+            "(rank {rank})",
             baseline=exp.baseline,
+            quantity=exp.quantity,
             p=exp.probability,
+            rank=exp.rank,
         )
         alt = exp.alternatives.copy()
         alt["deletion AUC"] = alt["deletion AUC"].round(5)
@@ -113,12 +143,21 @@ class ExplanationSection(pn.viewable.Viewer):
         )
         return bars.opts(height=440, framewise=True)
 
-    def paths_element(self, rev: int = 0) -> hv.Overlay:
-        """SPINRec path curves of the current explanation (empty without one)."""
+    def paths_element(self, rev: int = 0, measure: str = "value") -> hv.Overlay:
+        """SPINRec path curves of the current explanation (empty without one): the target's
+        output under the model's link (``measure="value"``) or its rank (``"rank"``)."""
         exp = self._exp
         if exp is None:
-            return hv.Overlay([hv.Curve([], "alpha", "probability")])
-        paths = plots.path_curves(exp.alphas, exp.paths, exp.chosen, exp.path_labels)
+            return hv.Overlay([hv.Curve([], "alpha", "value")])
+        ranks = measure == "rank"
+        paths = plots.path_curves(
+            exp.alphas,
+            exp.path_ranks if ranks else exp.paths,
+            exp.chosen,
+            exp.path_labels,
+            ylabel=RANK_LABEL if ranks else f"the target's {exp.quantity}",
+            ranks=ranks,
+        )
         return paths.opts(framewise=True)
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -135,8 +174,9 @@ class ExplanationSection(pn.viewable.Viewer):
                 pn.Column(
                     hv_pane(self._bars),
                     caption(
-                        "SPINRec attribution of each history item to the target's probability: "
-                        "green bars pushed the recommendation up, red ones down; longest first."
+                        "SPINRec attribution of each history item to the target's output (its "
+                        "probability or score, as the model defines it): green bars pushed the "
+                        "recommendation up, red ones down; longest first."
                     ),
                     csv_download(self._attributions, "reclens-attributions.csv"),
                     sizing_mode="stretch_width",
@@ -152,10 +192,14 @@ class ExplanationSection(pn.viewable.Viewer):
                 ),
                 sizing_mode="stretch_width",
             ),
+            pn.Row(markdown(md("**Path curves show**")), self._measure),
             hv_pane(self._paths),
             caption(
-                "Target probability along each path from a baseline user's history (alpha 0) "
-                "to this user's history (alpha 1); the chosen path is drawn thick in orange."
+                "The target's output along each path from a baseline user's history (alpha 0) "
+                "to this user's history (alpha 1), in the model's own units (a softmax or "
+                "sigmoid probability, or a score: not comparable across models), or its rank "
+                "among the items outside this user's history (1 = top, comparable across "
+                "models); the chosen path is drawn thick in orange."
             ),
             sizing_mode="stretch_width",
         )
