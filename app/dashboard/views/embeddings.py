@@ -13,6 +13,7 @@ import param
 from app.dashboard.plots import embeddings as plots
 from app.dashboard.shaping import attribute_columns
 from app.dashboard.views.common import (
+    Slot,
     TabView,
     caption,
     csv_download,
@@ -31,7 +32,8 @@ TAP_RADIUS = 0.03
 
 
 class EmbeddingsView(TabView):
-    """Item map (genre/popularity/community colours) and user map; tap to select."""
+    """Item map (genre/popularity/year/community colours) and user map (activity or a user
+    attribute); tap to select."""
 
     item_color = param.Selector(default="genre", objects=["genre", "popularity", "year"])
     user_color = param.Selector(default="activity", objects=["activity"])
@@ -40,6 +42,9 @@ class EmbeddingsView(TabView):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._cache_maps: dict[tuple, pd.DataFrame] = {}
+        self._marks_cache: tuple[hv.DynamicMap, hv.DynamicMap] | None = None
+        self._item_slot = Slot()
+        self._user_slot = Slot()
         self._search = pn.widgets.AutocompleteInput(
             label="Find an item by title",
             options=[],
@@ -156,41 +161,70 @@ class EmbeddingsView(TabView):
             self.state.user = picked
 
     # -- panels ----------------------------------------------------------------------------
+    def _marks(self) -> tuple[hv.DynamicMap, hv.DynamicMap]:
+        """The highlight layers of both maps (made once: every redrawn map reuses them)."""
+        if self._marks_cache is None:
+            st = self.state.param
+            self._marks_cache = (
+                hv.DynamicMap(
+                    pn.bind(self.item_highlights, run=st.run, user=st.user, k=st.k, item=st.item)
+                ),
+                hv.DynamicMap(pn.bind(self.user_highlights, run=st.run, user=st.user)),
+            )
+        return self._marks_cache
+
+    def draw_items(self) -> None:
+        """Draw the item map afresh (a new plot: its legend or colour bar follows the colouring)."""
+        items = self.item_points(self.state.run, self.item_color)
+        hv.streams.Tap(source=items).add_subscriber(self._on_item_tap)
+        self._item_slot.body.objects = [hv_pane(plots.with_marks(items, self._marks()[0]))]
+
+    def draw_users(self) -> None:
+        """Draw the user map afresh (a new plot: its legend or colour bar follows the colouring)."""
+        users = self.user_points(self.state.run, self.user_color)
+        hv.streams.Tap(source=users).add_subscriber(self._on_user_tap)
+        self._user_slot.body.objects = [hv_pane(plots.with_marks(users, self._marks()[1]))]
+
+    @param.depends("item_color", watch=True)
+    def _on_item_color(self) -> None:
+        if self.state.run:
+            self._item_slot.fill(self.draw_items)
+
+    @param.depends("user_color", watch=True)
+    def _on_user_color(self) -> None:
+        if self.state.run:
+            self._user_slot.fill(self.draw_users)
+
     @param.depends("state.run")
     @guarded
     def maps(self) -> pn.viewable.Viewable:
-        """Both maps with their streams (rebuilt only when the run changes)."""
+        """Both maps with their colour selectors. A map is a new plot whenever its run or its
+        colouring changes (a Bokeh plot cannot swap a legend for a colour bar in place); the
+        highlights update in place."""
         if not self.state.run:
             return no_selection("Pick or train a run to see its embeddings.")
-        self.item_frame()  # compute the projections now so errors show as messages
+        self.item_frame()  # compute the projections now so errors show as one message
         self.user_frame()
-        st = self.state.param
-        items = hv.DynamicMap(pn.bind(self.item_points, run=st.run, color=self.param.item_color))
-        item_marks = hv.DynamicMap(
-            pn.bind(self.item_highlights, run=st.run, user=st.user, k=st.k, item=st.item)
-        )
-        users = hv.DynamicMap(pn.bind(self.user_points, run=st.run, color=self.param.user_color))
-        user_marks = hv.DynamicMap(pn.bind(self.user_highlights, run=st.run, user=st.user))
-        hv.streams.Tap(source=items).add_subscriber(self._on_item_tap)
-        hv.streams.Tap(source=users).add_subscriber(self._on_user_tap)
+        self._item_slot.fill(self.draw_items)
+        self._user_slot.fill(self.draw_users)
         return pn.Row(
             pn.Column(
                 pn.Row(self._item_color, self._search),
-                hv_pane((items * item_marks).opts(legend_position="right")),
+                self._item_slot.layout,
                 caption(
                     "Items placed by UMAP of the model's item embeddings (close = similar to the "
-                    "model). Black circles: the user's history; stars: their top-K; green "
-                    "squares: held-out items; red ring: the selected item. Tap an item to "
-                    "select it."
+                    "model), coloured as chosen above (legend or colour bar on the right). Black "
+                    "circles: the user's history; stars: their top-K; green squares: held-out "
+                    "items; red ring: the selected item. Tap an item to select it."
                 ),
                 sizing_mode="stretch_width",
             ),
             pn.Column(
                 self._user_color,
-                hv_pane(users * user_marks),
+                self._user_slot.layout,
                 caption(
-                    "Users placed by UMAP of their embeddings; the red ring is the selected "
-                    "user. Tap a user to select them everywhere."
+                    "Users placed by UMAP of their embeddings, coloured as chosen above; the red "
+                    "ring is the selected user. Tap a user to select them everywhere."
                 ),
                 sizing_mode="stretch_width",
             ),
