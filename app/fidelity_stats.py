@@ -30,17 +30,27 @@ CI = "percentile"
 """Bootstrap interval method (percentile: many comparisons per model, each fast)."""
 
 
-def coinciding(per_user: pl.DataFrame) -> list[tuple[str, str]]:
-    """Pairs of explainers whose per-user values are equal on every metric (first, later)."""
+def coinciding(
+    per_user: pl.DataFrame, columns: tuple[str, ...] = METRICS, atol: float = 0.0
+) -> list[tuple[str, str]]:
+    """Pairs of explainers whose per-user values are equal on every one of ``columns`` (first,
+    later); ``atol`` > 0: equal within ``atol`` (the same users, every value that close)."""
     names = list(dict.fromkeys(per_user["explainer"].to_list()))
     tables = {
-        n: per_user.filter(pl.col("explainer") == n).sort("user").select(["user", *METRICS])
+        n: per_user.filter(pl.col("explainer") == n).sort("user").select(["user", *columns])
         for n in names
     }
+
+    def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+        if atol <= 0 or a.height != b.height or not a["user"].equals(b["user"]):
+            return a.equals(b)
+        x, y = a.select(columns).to_numpy(), b.select(columns).to_numpy()
+        return bool(np.allclose(x, y, rtol=0.0, atol=atol, equal_nan=True))
+
     pairs, seen = [], set()
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            if b not in seen and tables[a].equals(tables[b]):
+            if b not in seen and same(tables[a], tables[b]):
                 pairs.append((a, b))
                 seen.add(b)
     return pairs

@@ -19,6 +19,7 @@ from panel.io import hold
 
 from app.dashboard.fidelity_jobs import MAX_USERS
 from app.dashboard.plots import explain as plots
+from app.dashboard.plots.explainer_style import coincide_note
 from app.dashboard.views.common import (
     caption,
     csv_download,
@@ -89,12 +90,15 @@ class FidelitySection(pn.viewable.Viewer):
         self._caption = caption(
             "Deletion: the target's probability as the most important history items are "
             "removed (a faithful explanation drops it fast). Insertion: keeping only the "
-            "most important items (a faithful one raises it fast). SPINRec is orange."
+            "most important items (a faithful one raises it fast). SPINRec is orange; every "
+            "explainer keeps its colour and marker shape in every view and in the export."
         )
+        self._coincide = caption("")
         self._csv = csv_download(self.frame, "reclens-fidelity.csv")
         self._evidence = caption("")
         self.shown = pn.Column(
-            self._plots, self._caption, self._evidence, self._csv, sizing_mode="stretch_width",
+            self._plots, self._caption, self._coincide, self._evidence, self._csv,
+            sizing_mode="stretch_width",
             visible=False,
         )  # fmt: skip
         self._error = friendly("", "warning", visible=False, margin=5)
@@ -229,6 +233,7 @@ class FidelitySection(pn.viewable.Viewer):
             shown=shown,
             seconds=time.perf_counter() - start,
         )
+        self._coincide.object = md("{note}", note=coincide_note(curves))
         self._evidence.object = md(
             "These curves are one user's: an illustration, not evidence. {across}",
             across=self.view.service.fidelity_evidence(self.view.state.run) or NO_EVIDENCE,
