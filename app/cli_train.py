@@ -89,6 +89,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     selection.add_argument(
         "--min-epochs", type=int, metavar="N", help="epochs before stopping (half of --epochs)"
     )
+    parser.add_argument(
+        "--max-seconds",
+        type=positive_seconds,
+        metavar="S",
+        help="training time budget per model: stop at the end of the epoch that passes it",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per model and line")
     parser.add_argument("--no-save", action="store_true", help="do not write run folders")
     parser.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
@@ -116,6 +122,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="keep the runs an interrupted sweep finished"
     )
     parser.set_defaults(func=cmd_train)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -180,6 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "patience": args.patience,
         "eval_every": args.eval_every,
         "min_epochs": args.min_epochs,
+        "max_seconds": args.max_seconds,
     }
     train_options = {key: value for key, value in selection.items() if value is not None}
     seeds = args.seeds or [args.seed]

@@ -54,14 +54,16 @@ def prepare(
     inter = ds.interactions.with_row_index("_row")
     if threshold is not None:
         inter = inter.filter(pl.col("rating").is_null() | (pl.col("rating") >= threshold))
-    inter = _deduplicate(inter, dedup)
+    duplicated = _has_duplicates(inter)
+    if duplicated:  # sorting 10M rows by time only to find none costs more than the check
+        inter = _deduplicate(inter, dedup)
     inter = _k_core(inter, min_user_interactions, min_item_interactions)
     if inter.height == 0:
         raise DataError(
             f"{ds.name}: no interactions left after preparation "
             f"(threshold={threshold}, k-core {min_user_interactions}/{min_item_interactions})"
         )
-    inter = inter.sort("_row").drop("_row")
+    inter = (inter.sort("_row") if duplicated else inter).drop("_row")
 
     users = np.unique(inter["user"].to_numpy())
     items = np.unique(inter["item"].to_numpy())
@@ -101,6 +103,12 @@ def prepare(
             },
         },
     )
+
+
+def _has_duplicates(inter: pl.DataFrame) -> bool:
+    """Whether a (user, item) pair occurs more than once (one hash pass over 64-bit keys)."""
+    key = pl.col("user").cast(pl.UInt64) * (1 << 32) + pl.col("item").cast(pl.UInt64)
+    return inter.height > 0 and inter.select(key.n_unique()).item() < inter.height
 
 
 def _deduplicate(inter: pl.DataFrame, dedup: Dedup) -> pl.DataFrame:
