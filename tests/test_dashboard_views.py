@@ -7,12 +7,14 @@ item, K (or the view's own controls) changes what is plotted.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import holoviews as hv
 import numpy as np
 import pandas as pd
+import panel as pn
 import pytest
 
 from app.dashboard import teaching
@@ -312,12 +314,16 @@ def test_fairness_follows_user_and_k(dash: Page, service: EngineService) -> None
     view = dash.view("fairness")
     a, b = two_users(service, dash.state.run)
     dash.state.user = a
-    lines_a = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.Overlay)]
+    # the histograms are drawn once; the user's markers follow the selection in place
+    shown = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.DynamicMap)]
+
+    def marks() -> list[tuple]:
+        return [tuple(o[()].VLines.I.dimension_values(0)) for o in shown]
+
+    va = marks()
     dash.state.user = b
-    lines_b = [o for o in hv_objects(view.user_panel()) if isinstance(o, hv.Overlay)]
-    va = [o.VLine.I.data for o in lines_a if "VLine" in o.keys()[0][0] or len(o) > 1]
-    vb = [o.VLine.I.data for o in lines_b if len(o) > 1]
-    assert va and vb and va != vb
+    vb = marks()
+    assert shown and any(va) and va != vb
     k10 = service.exposure(dash.state.run, 10)["exposure"].sum()
     dash.state.k = 5
     k5 = service.exposure(dash.state.run, 5)["exposure"].sum()
@@ -342,21 +348,33 @@ def test_diffusion_follows_step_and_user(
     dash.state.user = a
     assert isinstance(view.trajectory_panel(), object)
     n_steps = view.trajectory().n_steps
-    assert view._player.end == n_steps - 1
-    first, last = view.topk_at(0), view.topk_at(n_steps - 1)
+    # by default the walk starts from the history noised to the model's T, the slider ends there
+    assert view._player.end == n_steps and view.trajectory().noise_steps == n_steps
+    assert (view._noise.end, view._noise.value) == (n_steps, n_steps)
+    assert view._player.label == f"Step 0 of {n_steps}" and view.topk_at(0).empty
+    first, last = view.topk_at(1), view.topk_at(n_steps)
     assert first["move"].eq("new").all() and not last["move"].eq("new").all()
-    view.step = n_steps - 1
+    view.step = n_steps
     assert view._topk.value["title"].tolist() == last["title"].tolist()
+    assert view._player.label == f"Step {n_steps} of {n_steps}"
     pos0 = view.position_element(0).data[["x", "y"]].to_numpy()
-    pos1 = view.position_element(n_steps - 1).data[["x", "y"]].to_numpy()
+    pos1 = view.position_element(n_steps).data[["x", "y"]].to_numpy()
     assert not np.allclose(pos0, pos1)
-    heat_a = view.heat_element(dash.state.run, a, 10, 1, 0, False).Image.I.data
+    heat_a = view.heat_element(dash.state.run, a, 10, 3, n_steps, False).Image.I.data
+    assert heat_a.shape[0] == n_steps + 1  # the start state, then each step
     dash.state.user = b
-    heat_b = view.heat_element(dash.state.run, b, 10, 1, 0, False).Image.I.data
+    heat_b = view.heat_element(dash.state.run, b, 10, 3, n_steps, False).Image.I.data
     assert heat_a.shape != heat_b.shape or not np.allclose(heat_a, heat_b)
-    view.fan, view.noise_steps = 3, 1
-    fan = view.map_element(dash.state.run, b, 10, 3, 1, False).Path.Trajectory
-    assert len(fan.split()) == 3
+    assert "walk starts from the history noised" in view.motion_note()
+    view.fan, view.noise_steps = 4, 1
+    walks = view.map_element(dash.state.run, b, 10, 4, 1, False)
+    paths = [el for el in walks if isinstance(el, hv.Path)]
+    assert len(paths) == 4 and len({p.opts.get().kwargs["color"] for p in paths}) == 4
+    # a value above the model's T is capped, never an error replacing the section
+    view.noise_steps = 50
+    assert view.effective_noise() == n_steps and view._noise.end == n_steps
+    assert not any(isinstance(o, pn.pane.Alert) and o.alert_type == "warning"
+                   for o in view.trajectory_panel().select(pn.pane.Alert))  # fmt: skip
     monkeypatch.setattr(teaching, "TOY_ITERS", 100)
     view.toy_steps = 5
     view.toy_panel()
@@ -378,11 +396,24 @@ def test_csv_export_and_html_export(dash: Page, service: EngineService) -> None:
 
     dash.state.run = run_of(service, "diffrec")
     holomap = diffusion_holomap(dash.service, dash.state)
-    assert holomap is not None and len(holomap.keys()) >= 2
+    steps = service.load(dash.state.run).opened.model.steps
+    assert holomap is not None and list(holomap.keys()) == list(range(steps + 1))
+    frame = holomap[1]  # heat strip, top-K table, metric curves, map
+    assert isinstance(frame, hv.Layout) and len(frame) == 4
+    assert any(isinstance(el, hv.Table) and len(el) == dash.state.k for el in frame)
 
     data = export_html(dash.service, dash.state).getvalue()
     assert b"<html" in data.lower() and b"Why" in data and len(data) > 100_000
     assert b"cdn.bokeh.org" not in data  # inline resources: works offline
+    text = data.decode("utf-8")
+    # no tag loads anything from the network, and no stylesheet imports from it
+    assert not re.search(
+        r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=[\"']?(?:https?:)?//", text
+    )
+    assert not re.search(r"@import\s+(?:url\()?[\"']?(?:https?:)?//", text)
+    # the Diffusion Player (not a slider) and each step's frame
+    assert '"type":"Player"' in text.replace(" ", "") or "panel.models.widgets.Player" in text
+    assert f"Step 1 of {steps}" in text and f"Top-{dash.state.k} at this step" in text
 
 
 def test_view_arrays_are_finite(dash: Page) -> None:

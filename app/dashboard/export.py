@@ -21,24 +21,36 @@ from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
 from app.dashboard.engine_service import EngineService
 from app.dashboard.plots import diffusion as diffusion_plots
 from app.dashboard.plots import explain as explain_plots
+from app.dashboard.plots.explainer_style import coincide_note
+from app.dashboard.sentence import explanation_sentence
 from app.dashboard.state import Selection
+from app.dashboard.views import diffusion as diffusion_view
 from app.dashboard.views.common import friendly, hide_paths, markdown, md
 from data.errors import ReclensError
+from engine.trajectory import motion
 
 log = logging.getLogger("reclens.dashboard")
 
 
 def export_views(service: EngineService, state: Selection) -> pn.Column:
     """Static views of the selected user: recommendations, explanation, paths, fidelity and,
-    for a DiffRec run, the reverse process as a HoloMap with a player."""
+    for a DiffRec run, the reverse process as a HoloMap with a Player."""
     run, user, k = state.run, state.user, state.k
     loaded = service.load(run)
     loaded.user_index(user)
     recs = service.recommend(run, user, k)
     item = state.item if state.item and state.item in set(recs["id"]) else str(recs["id"].iloc[0])
     exp = service.explain(run, user, item)
-    sentence = explain_plots.summary_sentence(
-        exp.attributions, exp.target, f"user {user}", model=loaded.model_name
+    sentence = explanation_sentence(
+        exp.attributions,
+        exp.target,
+        f"user {user}",
+        rank=exp.rank,
+        k=k,
+        candidates=exp.candidates,
+        model=loaded.model_name,
+        quantity=exp.quantity,
+        value=exp.probability,
     )
     parts: list[Any] = [
         markdown(
@@ -63,7 +75,13 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
             explain_plots.attribution_bars(exp.attributions, top=20), sizing_mode="stretch_width"
         ),
         pn.pane.HoloViews(
-            explain_plots.path_curves(exp.alphas, exp.paths, exp.chosen, exp.path_labels),
+            explain_plots.path_curves(
+                exp.alphas,
+                exp.paths,
+                exp.chosen,
+                exp.path_labels,
+                ylabel=f"the target's {exp.quantity}",
+            ),
             sizing_mode="stretch_width",
         ),
     ]
@@ -76,40 +94,66 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
                 sizing_mode="stretch_width",
             )
         )
+        parts.append(markdown(md("{note}", note=coincide_note(curves))))
     except ReclensError as err:
         parts.append(markdown(md("*Fidelity curves unavailable: {err}*", err=hide_paths(str(err)))))
-    holomap = diffusion_holomap(service, state)
-    if holomap is not None:
-        parts += [
-            markdown(md("## Diffusion reverse process")),
-            pn.panel(holomap, widget_location="bottom"),
-        ]
+    parts += diffusion_section(service, state)
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
 def diffusion_holomap(service: EngineService, state: Selection) -> hv.HoloMap | None:
-    """The DiffRec reverse process of the selected user as a HoloMap over steps (or None when
-    the run is not a diffrec run): metric curves and the map position, one frame per step."""
+    """The DiffRec reverse process of the selected user as a HoloMap over the Player's steps
+    (or None when the run is not a diffrec run), as the Diffusion tab shows it by default
+    (the history noised to the model's T, a fan of three walks): per step the heat strip, the
+    top-K table, the metric curves and the map position, each frame titled "Step s of S"."""
     if not service.load(state.run).opened.is_diffusion:
         return None
     try:
-        traj = service.trajectory(state.run, state.user, state.k)
+        steps = diffusion_view.model_steps(service, state.run)
+        traj = service.trajectory(state.run, state.user, state.k, 3, steps)
     except ReclensError as err:
         log.info("no trajectory to export: %s", err)
         return None
-    steps = traj.steps.to_pandas()
-    items = service.item_map(state.run)
-    ids = items.set_index("item")["id"]
-    history = [ids[i] for i in traj.history.tolist() if i in ids.index]
-    heldout = [ids[i] for i in traj.heldout.tolist() if i in ids.index]
-    curves = diffusion_plots.metric_curves(steps, state.k)
-    where = diffusion_plots.trajectory_map(items, steps, history, heldout)
-    frames = {
-        int(s): (curves * diffusion_plots.step_marker(int(s)))
-        + (where * diffusion_plots.trajectory_position(steps, int(s)))
-        for s in sorted(steps["step"].unique())
-    }
-    return hv.HoloMap(frames, kdims="step").collate()
+    progress = traj.progress().to_pandas()
+    heat = diffusion_view.heat_element(service, state.run, traj)
+    curves = diffusion_plots.metric_curves(progress, state.k)
+    where = diffusion_view.map_element(service, state.run, traj)
+    frames = {}
+    for s in range(traj.n_steps + 1):
+        top = diffusion_view.topk_table(service, state.run, traj, s)
+        table = hv.Table(top.astype({"title": str, "move": str, "hit": str}), ["rank"]).opts(
+            title=f"Top-{state.k} at this step", width=420, height=280
+        )
+        frames[s] = (
+            (heat * diffusion_plots.step_line(s)).opts(title=diffusion_view.step_label(traj, s))
+            + table
+            + (curves * diffusion_plots.step_marker(s))
+            + (where * diffusion_plots.trajectory_position(progress, s))
+        ).cols(2)
+    return hv.HoloMap(frames, kdims="step")
+
+
+def diffusion_section(service: EngineService, state: Selection) -> list[Any]:
+    """The exported Diffusion part: a note on the walk and its frames with a Player."""
+    holomap = diffusion_holomap(service, state)
+    if holomap is None:
+        return []
+    traj = service.trajectory(
+        state.run, state.user, state.k, 3, diffusion_view.model_steps(service, state.run)
+    )
+    return [
+        markdown(md("## Diffusion reverse process")),
+        friendly(diffusion_view.motion_words(motion(traj), traj.k), "info"),
+        pn.panel(
+            holomap.collate(),
+            widgets={"step": pn.widgets.Player(
+                label="Reverse step (0 = start)", start=0, end=traj.n_steps, value=0,
+                interval=900, loop_policy="once", show_loop_controls=False,
+            )},
+            widget_location="top",
+            sizing_mode="stretch_width",
+        ),
+    ]  # fmt: skip
 
 
 def export_html(service: EngineService, state: Selection) -> io.BytesIO:

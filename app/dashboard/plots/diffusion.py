@@ -11,30 +11,36 @@ import pandas as pd
 from app.dashboard.plots import HIGHLIGHT, MUTED, PALETTE
 
 KIND_COLOURS = {"history": "black", "held out": PALETTE[2], "recommended": HIGHLIGHT}
+FAN_COLOURS: tuple[str, ...] = (
+    HIGHLIGHT, PALETTE[0], PALETTE[6], PALETTE[4], PALETTE[3], PALETTE[8], PALETTE[5], PALETTE[13],
+)  # fmt: skip
+"""One colour per walk of the fan (none is the history's black or the held-out green)."""
+FAN_DASHES: tuple[str, ...] = ("solid", "dashed", "dotted", "dashdot")
 
 
 def heat_strip(
-    predictions: np.ndarray, columns: Sequence[int], kinds: Sequence[str], labels: Sequence[str]
+    scores: np.ndarray, columns: Sequence[int], kinds: Sequence[str], labels: Sequence[str]
 ) -> hv.Image:
-    """Predicted score of chosen items (columns) at every reverse step (rows).
+    """Score of chosen items (columns) at every position of the walk (rows).
 
-    ``predictions``: [T, n_items] x_0 predictions of one seed; ``columns``: item indices shown,
-    left to right; ``kinds``/``labels``: per column, ``history``, ``held out`` or
-    ``recommended``, and the title (for the caption table). The image's x is the column
-    position, y the step.
+    ``scores``: [T + 1, n_items] of one seed, row 0 the start state and row s the x_0
+    prediction of the s-th reverse step; ``columns``: item indices shown, left to right;
+    ``kinds``/``labels``: per column, ``history``, ``held out`` or ``recommended``, and the
+    title (for the caption table). The image's x is the column position, y the step.
     """
     cols = np.asarray(columns, dtype=np.int64)
-    data = np.asarray(predictions, dtype=np.float64)[:, cols]
-    n_steps = data.shape[0]
-    bounds = (-0.5, -0.5, len(cols) - 0.5, n_steps - 0.5)
+    data = np.asarray(scores, dtype=np.float64)[:, cols]
+    n_rows = data.shape[0]
+    bounds = (-0.5, -0.5, len(cols) - 0.5, n_rows - 0.5)
     return hv.Image(data, kdims=["item", "step"], vdims="score", bounds=bounds).opts(
         cmap="viridis",
         colorbar=True,
         tools=["hover"],
         responsive=True,
         height=260,
-        title="Predicted score of each item per reverse step",
+        title="Score of each item: the start (row 0), then each step's prediction",
         xlabel="items: history | held out | recommended",
+        ylabel="step (0 = start)",
         invert_yaxis=True,
     )
 
@@ -52,23 +58,37 @@ def step_line(step: int) -> hv.HLine:
     return hv.HLine(float(step)).opts(color="red", line_width=2)
 
 
-def metric_curves(steps: pd.DataFrame, k: int) -> hv.Overlay:
-    """Recall@K and NDCG@K of each step's prediction (seed 0), against the held-out items."""
-    frame = steps[steps["seed"] == steps["seed"].min()]
+def metric_curves(progress: pd.DataFrame, k: int) -> hv.Overlay:
+    """Recall@K and NDCG@K along the walk (seed 0): step 0 ranks the start state as it is,
+    step s the s-th prediction; ``progress`` is :meth:`Trajectory.progress` as pandas."""
+    frame = progress[progress["seed"] == progress["seed"].min()]
     layers = []
     for i, name in enumerate((f"recall@{k}", f"ndcg@{k}")):
-        if name in frame.columns:
+        if name in frame.columns and frame[name].notna().any():
             data = frame[["step", name]].rename(columns={name: "value"}).assign(metric=name)
-            layers.append(
-                hv.Curve(data, "step", ["value", "metric"], label=name).opts(
-                    color=PALETTE[i], line_width=3, tools=["hover"]
-                )
+            curve = hv.Curve(data, "step", ["value", "metric"], label=name).opts(
+                color=PALETTE[i], line_width=3, tools=["hover"]
             )
+            dots = hv.Scatter(data, "step", ["value", "metric"], label=name).opts(
+                color=PALETTE[i], size=7
+            )
+            layers += [curve, dots]
     if not layers:
         layers.append(hv.Curve([], "step", "value"))
     return hv.Overlay(layers).opts(
-        responsive=True, height=260, title="Accuracy of each step's prediction",
-        legend_position="top_left", ylim=(0, None),
+        responsive=True, height=260, title="Accuracy along the walk (step 0: the start state)",
+        legend_position="top_left", ylim=(0, None), xlabel="step (0 = start)",
+    )  # fmt: skip
+
+
+def heldout_rank_curve(progress: pd.DataFrame) -> hv.Curve:
+    """The best rank of a held-out item along the walk (seed 0; up is better), which moves
+    even while no held-out item is in the top K."""
+    frame = progress[progress["seed"] == progress["seed"].min()][["step", "best_heldout_rank"]]
+    return hv.Curve(frame.dropna(), "step", "best_heldout_rank", label="best held-out rank").opts(
+        color=PALETTE[3], line_width=3, tools=["hover"], responsive=True, height=200,
+        invert_yaxis=True, logy=True, xlabel="step (0 = start)", ylabel="rank (log)",
+        title="Best rank of a held-out item (higher on the plot = better)",
     )  # fmt: skip
 
 
@@ -78,10 +98,12 @@ def step_marker(step: int) -> hv.VLine:
 
 
 def trajectory_map(
-    items: pd.DataFrame, steps: pd.DataFrame, history: Sequence[str], heldout: Sequence[str]
+    items: pd.DataFrame, progress: pd.DataFrame, history: Sequence[str], heldout: Sequence[str]
 ) -> hv.Overlay:
     """The item map (grey), the user's history and held-out items, and each seed's path of the
-    prediction's centroid over the steps (a fan when there are several seeds)."""
+    prediction's centroid from the history's centre (step 0) over the steps: one colour and
+    dash per seed, with a dot per step, so a fan of stochastic walks shows even where the
+    paths nearly coincide."""
     base = hv.Points(items, ["x", "y"], ["id", "label"]).opts(
         color=MUTED, alpha=0.35, size=4, tools=["hover"]
     )
@@ -97,26 +119,34 @@ def trajectory_map(
     held = hv.Points(pick(heldout), ["x", "y"], ["id", "label"], label="held out").opts(
         color=PALETTE[2], size=10, marker="square", tools=["hover"]
     )
-    paths = [
-        group.sort_values("step")[["x", "y", "step"]].assign(seed=seed)
-        for seed, group in steps.dropna(subset=["x", "y"]).groupby("seed")
-    ]
-    fan = hv.Path(
-        [{"x": p["x"].to_numpy(), "y": p["y"].to_numpy(), "seed": int(p["seed"].iloc[0])}
-         for p in paths],
-        ["x", "y"], ["seed"], label="trajectory",
-    ).opts(color=HIGHLIGHT, line_width=3, alpha=0.8)  # fmt: skip
-    return (base * hist * held * fan).opts(
+    layers = [base, hist, held]
+    located = progress.dropna(subset=["x", "y"])
+    for n, (seed, group) in enumerate(located.groupby("seed")):
+        path = group.sort_values("step")[["x", "y", "step"]]
+        colour = FAN_COLOURS[n % len(FAN_COLOURS)]
+        label = f"walk, seed {seed}"
+        layers.append(
+            hv.Path([path], ["x", "y"], ["step"], label=label).opts(
+                color=colour, line_width=3, alpha=0.7, line_dash=FAN_DASHES[n % len(FAN_DASHES)]
+            )
+        )
+        layers.append(
+            hv.Points(path, ["x", "y"], ["step"], label=label).opts(
+                color=colour, size=6, alpha=0.7, tools=["hover"]
+            )
+        )
+    return hv.Overlay(layers).opts(
         responsive=True, height=420, xaxis=None, yaxis=None,
-        title="Where each step's prediction sits on the item map", legend_position="right",
+        title="Where each step's prediction sits on the item map (walks start at the history)",
+        legend_position="right",
     )  # fmt: skip
 
 
-def trajectory_position(steps: pd.DataFrame, step: int) -> hv.Points:
-    """Each seed's prediction centroid at ``step``."""
-    frame = steps[steps["step"] == step].dropna(subset=["x", "y"])[["x", "y", "seed"]]
+def trajectory_position(progress: pd.DataFrame, step: int) -> hv.Points:
+    """Each seed's prediction centroid at ``step`` (0: the history's centre)."""
+    frame = progress[progress["step"] == step].dropna(subset=["x", "y"])[["x", "y", "seed"]]
     return hv.Points(frame, ["x", "y"], ["seed"]).opts(
-        color="red", size=16, marker="diamond", line_color="white"
+        color="red", size=16, marker="diamond", line_color="white", alpha=0.8
     )
 
 
