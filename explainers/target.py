@@ -170,15 +170,17 @@ def path_ranks(
     baselines: np.ndarray,
     alphas: np.ndarray,
     target: int,
+    exclude: np.ndarray | None = None,
     chunk_size: int = 512,
 ) -> np.ndarray:
     """The target's rank along straight paths ``b + alpha (x - b)`` (SPINRec's paths), among
-    the items outside the history ``x`` [n_items]: int64 [kappa, n_alpha] for ``baselines``
-    [kappa, n_items] and ``alphas`` [n_alpha]."""
+    the items outside ``exclude`` (bool [n_items]; default: the history ``x`` [n_items]):
+    int64 [kappa, n_alpha] for ``baselines`` [kappa, n_items] and ``alphas`` [n_alpha]."""
     end = as_rows(x, model)[0]
     base = as_rows(baselines, model)
     a = torch.as_tensor(np.asarray(alphas, dtype=np.float32), device=end.device)
     points = base[:, None, :] + a[None, :, None] * (end - base)[:, None, :]
-    exclude = (end > 0).cpu().numpy()
+    if exclude is None:
+        exclude = (end > 0).cpu().numpy()
     ranks = target_ranks(model, points.reshape(-1, end.shape[0]), target, exclude, chunk_size)
     return ranks.reshape(base.shape[0], a.shape[0])

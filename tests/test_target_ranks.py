@@ -77,6 +77,8 @@ def test_path_ranks_follow_the_straight_path_from_each_baseline() -> None:
     assert ranks[:, -1].tolist() == [1, 1]  # the user's own history: rank 1
     # the empty baseline: the target scores 6.5 alpha = 0, 1.6, 3.25, 4.9, 6.5
     assert ranks[0].tolist() == [5, 4, 3, 2, 1]
+    also = (x > 0) | (np.arange(N_ITEMS) == 4)  # leave item 4 out too
+    assert path_ranks(model(), x, baselines, alphas, TARGET, also)[0].tolist() == [4, 3, 2, 1, 1]
 
 
 def test_explain_target_keeps_rank_curves_and_the_link() -> None:

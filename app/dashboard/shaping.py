@@ -29,7 +29,7 @@ QUANTITIES: dict[str, str] = {
     "identity": "score",
 }
 """What a model's output for an item is, by its declared link (:mod:`engine.contract`)."""
-RANK_LABEL = "rank among non-history items (1 = top)"
+RANK_LABEL = "rank of the target (1 = top)"
 """The axis label of a target's rank (:func:`explainers.target.target_ranks`)."""
 
 
@@ -203,8 +203,8 @@ class ExplanationView:
     ``link``: the model's output link (``probability`` and ``paths`` are in its units, see
     :attr:`quantity`); ``rank``: the target's rank (1 = top) among the ``candidates`` items
     the top-K ranks (outside the history and the validation items), so the target is in the
-    top-K exactly when ``rank <= K``; ``path_ranks`` [kappa, n_alpha]: its rank among
-    non-history items along each path.
+    top-K exactly when ``rank <= K``; ``path_ranks`` [kappa, n_alpha]: its rank among the
+    same items along each path (so the paths end at ``rank``).
     """
 
     attributions: pd.DataFrame
@@ -242,7 +242,7 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
         exclude[opened.validation(int(exp.user))] = True  # as the top-K leaves them out
     rank = int(target_ranks(opened.model, x, target, exclude)[0])
     base_rows = loaded.split.train[baselines].toarray()
-    ranks = path_ranks(opened.model, x, base_rows, exp.alphas, target)
+    ranks = path_ranks(opened.model, x, base_rows, exp.alphas, target, exclude)
     alternatives = pd.DataFrame(
         {
             "path": np.arange(1, baselines.shape[0] + 1),

@@ -62,7 +62,7 @@ class ExplanationSection(pn.viewable.Viewer):
         self._measure = pn.widgets.RadioButtonGroup(
             options={"the model's output": "value", "rank (comparable across models)": "rank"},
             value=self.measure,
-            button_type="light",
+            color="light",
         )
         self._measure.link(self, value="measure")
         # A few rows: a plain HTML table draws much faster than a Tabulator.
@@ -72,9 +72,14 @@ class ExplanationSection(pn.viewable.Viewer):
         )  # fmt: skip
         rev = self.param.rev
         self._bars = hv.DynamicMap(pn.bind(self.bars_element, rev=rev, top=self.param.top))
-        self._paths = hv.DynamicMap(
-            pn.bind(self.paths_element, rev=rev, measure=self.param.measure)
-        )
+        # One plot per measure, swapped in the pane: a live Bokeh figure cannot switch its y
+        # axis between linear and log (nor flip it), so a rank view needs its own figure.
+        self._paths = {
+            m: hv.DynamicMap(pn.bind(self.paths_element, rev=rev, measure=m))
+            for m in ("value", "rank")
+        }
+        self._paths_pane = hv_pane(self._paths[self.measure])
+        self.param.watch(self._on_measure, ["measure"])
 
     def refresh(self, *_: Any) -> None:
         """Recompute the explanation (cached by the engine service per run, user, item and
@@ -132,6 +137,9 @@ class ExplanationSection(pn.viewable.Viewer):
         self._alternatives.object = alt
         self.rev += 1
         log.debug("ExplanationSection.refresh took %.3f s", time.perf_counter() - start)
+
+    def _on_measure(self, _: Any = None) -> None:
+        self._paths_pane.object = self._paths[self.measure]
 
     def bars_element(self, rev: int = 0, top: int = 15) -> hv.Bars:
         """Attribution bars of the current explanation (empty without one)."""
@@ -193,13 +201,13 @@ class ExplanationSection(pn.viewable.Viewer):
                 sizing_mode="stretch_width",
             ),
             pn.Row(markdown(md("**Path curves show**")), self._measure),
-            hv_pane(self._paths),
+            self._paths_pane,
             caption(
                 "The target's output along each path from a baseline user's history (alpha 0) "
                 "to this user's history (alpha 1), in the model's own units (a softmax or "
                 "sigmoid probability, or a score: not comparable across models), or its rank "
-                "among the items outside this user's history (1 = top, comparable across "
-                "models); the chosen path is drawn thick in orange."
+                "among the items the top-K ranks (outside the history; 1 = top, comparable "
+                "across models); the chosen path is drawn thick in orange."
             ),
             sizing_mode="stretch_width",
         )
