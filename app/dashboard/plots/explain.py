@@ -12,7 +12,9 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, PALETTE, POSITIVE
+from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, POSITIVE
+from app.dashboard.plots.explainer_style import coinciding_groups, explainer_style
+from app.dashboard.shaping import RANK_LABEL
 
 
 def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.Bars:
@@ -45,101 +47,114 @@ def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.
     )
 
 
-def summary_sentence(
-    frame: pd.DataFrame, target_title: str, user_label: str, n_top: int = 3, model: str = ""
-) -> str:
-    """One plain-language sentence: which history items pushed the recommendation, with shares.
-
-    ``frame`` as from :func:`app.dashboard.shaping.attribution_frame`. Mentions the strongest
-    negative item too.
-    """
-    by = f" by {model}" if model else ""
-    pos = frame[frame["attribution"] > 0].head(n_top)
-    if pos.empty:
-        return (
-            f"No item in {user_label}'s history raised the chance of recommending "
-            f"\u201c{target_title}\u201d{by}; the model recommends it for other reasons "
-            "(for example its overall popularity)."
-        )
-    parts = [f"\u201c{t}\u201d ({s:.0%})" for t, s in zip(pos["title"], pos["share"], strict=True)]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    covered = float(pos["share"].sum())
-    text = (
-        f"\u201c{target_title}\u201d is recommended to {user_label}{by} mostly because of "
-        f"{listed} in their history, together {covered:.0%} of what pushed it up."
-    )
-    neg = frame[frame["attribution"] < 0]
-    if not neg.empty:
-        worst = neg.sort_values("attribution").iloc[0]
-        text += f" \u201c{worst['title']}\u201d pulled the other way."
-    return text
-
-
 def path_curves(
-    alphas: np.ndarray, probabilities: np.ndarray, chosen: int, labels: Sequence[str]
+    alphas: np.ndarray,
+    values: np.ndarray,
+    chosen: int,
+    labels: Sequence[str],
+    ylabel: str,
+    ranks: bool = False,
 ) -> hv.Overlay:
-    """Target probability along alpha for each of the kappa SPINRec paths, the chosen one bold.
+    """The target's output (or rank) along alpha for each of the kappa SPINRec paths, the
+    chosen one bold.
 
-    ``alphas``: [n_alpha] in [0, 1]; ``probabilities``: [kappa, n_alpha]; ``labels``: [kappa]
-    names of the baseline of each path. The other paths are one multi-line element (fast to
+    ``alphas``: [n_alpha] in [0, 1]; ``values``: [kappa, n_alpha]; ``labels``: [kappa] names
+    of the baseline of each path; ``ylabel``: what ``values`` are (the model's "softmax
+    probability", "score", ... or a rank); ``ranks``: ``values`` are ranks (1 = top), drawn on
+    a log axis with the top at the top. The other paths are one multi-line element (fast to
     update), the chosen one a separate curve on top.
     """
-    probabilities = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
+    values = np.atleast_2d(np.asarray(values, dtype=np.float64))
     alphas = np.asarray(alphas, dtype=np.float64)
+    value = hv.Dimension("value", label=ylabel)
     others = [
-        {"alpha": alphas, "probability": row, "path": labels[i]}
-        for i, row in enumerate(probabilities)
+        {"alpha": alphas, "value": row, "path": labels[i]}
+        for i, row in enumerate(values)
         if i != chosen
     ]
-    paths = hv.Path(others, ["alpha", "probability"], ["path"], label="other paths").opts(
+    paths = hv.Path(others, ["alpha", value], ["path"], label="other paths").opts(
         color=MUTED, line_width=1.5, alpha=0.7
     )  # no hover: hit-testing kappa paths on every redraw is slow; the chosen one has it
-    best = pd.DataFrame(
-        {"alpha": alphas, "probability": probabilities[chosen], "path": labels[chosen]}
-    )
-    curve = hv.Curve(best, "alpha", ["probability", "path"], label="chosen path").opts(
+    best = pd.DataFrame({"alpha": alphas, "value": values[chosen], "path": labels[chosen]})
+    curve = hv.Curve(best, "alpha", [value, "path"], label="chosen path").opts(
         color=HIGHLIGHT, line_width=4, tools=["hover"]
     )
     return (paths * curve).opts(
         responsive=True,
         height=300,
         xlabel="alpha (0 = baseline user, 1 = this user)",
-        ylabel="target probability",
+        ylabel=ylabel,
         title="SPINRec paths",
         legend_position="top_left",
+        **_rank_axis(ranks),
     )
 
 
-def fidelity_curves(curves: pd.DataFrame, kind: str, focus: str = "spinrec") -> hv.Overlay:
+def fidelity_curves(
+    curves: pd.DataFrame, kind: str, focus: str = "spinrec", measure: str = "value"
+) -> hv.Overlay:
     """Deletion or insertion curves of several explainers.
 
     ``curves``: long table with ``explainer``, ``kind`` ("deletion"/"insertion"), ``fraction``
-    (share of history items removed or inserted, 0..1) and ``probability``. ``focus`` is drawn
-    thick. For deletion lower is better, for insertion higher is better.
+    (share of history items removed or inserted, 0..1), ``value`` (the model's output for the
+    target), ``quantity`` (what that output is) and ``rank`` (the target's rank among
+    non-history items), as :func:`app.dashboard.shaping.fidelity_frame` makes it; ``measure``:
+    the column drawn, ``value`` or ``rank`` (comparable across models; log axis, top at the
+    top). ``focus`` is drawn thick. For deletion lower is better, for insertion higher is
+    better (on the drawn axis).
     """
+    if measure not in ("value", "rank"):
+        raise ValueError(f"unknown measure {measure!r}: use value or rank")
     part = curves[curves["kind"] == kind]
-    layers = []
-    for i, (name, group) in enumerate(part.groupby("explainer", sort=True)):
-        strong = name == focus
+    if measure == "rank":
+        ylabel = RANK_LABEL
+    elif "quantity" in part.columns and len(part):
+        ylabel = str(part["quantity"].iloc[0])
+    else:
+        ylabel = "model output"
+    y = hv.Dimension(measure, label=ylabel)
+    # Fixed colour and marker per explainer. Curves lying on each other are drawn dashed on top
+    # of the first one, and each puts its markers on its own points (the k-th of a group of n
+    # coinciding curves on every n-th point from the k-th), so every one of them stays visible.
+    groups = [[a, *b] for a, b in coinciding_groups(part, kind, focus, measure).items()]
+    slots = {n: (k, len(members)) for members in groups for k, n in enumerate(members)}
+    on_top = {n for members in groups for n in members[1:]}
+    names = sorted(part["explainer"].unique(), key=lambda n: (n in on_top, n != focus, n))
+    layers: list[hv.Element] = []
+    for name in names:
+        group = part[part["explainer"] == name].sort_values("fraction")
+        style, strong = explainer_style(str(name)), name == focus
+        start, step = slots.get(name, (0, 1))
         layers.append(
-            hv.Curve(group, "fraction", ["probability", "explainer"], label=str(name)).opts(
-                color=HIGHLIGHT if strong else PALETTE[i % len(PALETTE)],
-                line_width=4 if strong else 1.8,
-                line_dash="solid" if strong or name != "random" else "dashed",
+            hv.Curve(group, "fraction", [y, "explainer"], label=str(name)).opts(
+                color=style.colour,
+                line_width=4 if strong else 2,
+                line_dash="dashed" if name in on_top else "dotted" if name == "random" else "solid",
                 tools=["hover"],
             )
         )
+        layers.append(
+            hv.Scatter(group.iloc[start::step], "fraction", [y, "explainer"], label=str(name)).opts(
+                color=style.colour, marker=style.marker, size=11, fill_alpha=0.5
+            )
+        )
     if not layers:
-        layers.append(hv.Curve([], "fraction", "probability"))
+        layers.append(hv.Curve([], "fraction", y))
     better = "lower" if kind == "deletion" else "higher"
     return hv.Overlay(layers).opts(
         responsive=True,
         height=300,
         xlabel=f"share of history {'removed' if kind == 'deletion' else 'inserted'}",
-        ylabel="target probability",
+        ylabel=ylabel,
         title=f"{kind.capitalize()} ({better} is better)",
         legend_position="right",
+        **_rank_axis(measure == "rank" and bool(layers[0].data.shape[0])),
     )
+
+
+def _rank_axis(ranks: bool) -> dict[str, bool]:
+    """Axis options for ranks: a log axis with rank 1 at the top (empty for other values)."""
+    return {"logy": True, "invert_yaxis": True} if ranks else {}
 
 
 def _short(text: str, n: int) -> str:
