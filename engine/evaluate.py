@@ -12,7 +12,10 @@ valid items are. The model's input is the user's train row. Metrics follow RecBo
   (RecBole's variant; trec_eval divides by |held-out|).
 
 Everything is vectorised with ``torch.topk`` on the model's device, in user batches; per-user
-values are kept, not only the means.
+values are kept, not only the means. Evaluation streams: each batch's scores [batch, n_items]
+are reduced to its top K and its hits before the next batch is scored, and a batch holds at
+most :data:`BATCH_CELLS` scores (fewer users per batch on large catalogues), so memory does
+not grow with the number of users (MovieLens-10M size: 70,000 users x 10,000 items).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from data.splits import Split
 from engine.contract import Recommender
 
 METRICS: tuple[str, ...] = ("recall", "ndcg", "mrr", "hit", "precision", "map")
+BATCH_CELLS = 1 << 23
+"""Most scores (users x items) held at once while ranking: 32 MB of float32."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,43 @@ def batches(users: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield users[start : start + batch_size]
 
 
+def rows_per_batch(batch_size: int, n_items: int) -> int:
+    """``batch_size`` capped so that a batch's scores hold at most :data:`BATCH_CELLS` values
+    (at least one user)."""
+    return max(1, min(int(batch_size), BATCH_CELLS // max(int(n_items), 1)))
+
+
+def masked_fill_rows(scores: Tensor, mask: sp.csr_matrix, rows: np.ndarray) -> Tensor:
+    """``scores`` [len(rows), n_items] with the stored cells of ``mask[rows]`` set to -inf, in
+    place (the mask is read sparse: no second dense block)."""
+    block = mask[rows].tocoo()
+    keep = block.data > 0
+    r = torch.from_numpy(block.row[keep].astype(np.int64)).to(scores.device)
+    c = torch.from_numpy(block.col[keep].astype(np.int64)).to(scores.device)
+    scores[r, c] = float("-inf")
+    return scores
+
+
+@torch.no_grad()
+def ranked_batches(
+    model: Recommender,
+    history: sp.csr_matrix,
+    users: np.ndarray,
+    k: int,
+    mask: sp.csr_matrix | None = None,
+    batch_size: int = 512,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(users, items, scores)`` per user batch: the batch's top-``k`` items and scores, two
+    arrays [batch, k], computed batch by batch (see :func:`top_k`)."""
+    mask = history if mask is None else mask
+    k = min(int(k), history.shape[1])
+    device = model.device
+    for chunk in batches(users, rows_per_batch(batch_size, history.shape[1])):
+        s = masked_fill_rows(model(dense_rows(history, chunk, device)), mask, chunk)
+        top = torch.topk(s, k, dim=1)
+        yield chunk, top.indices.cpu().numpy(), top.values.float().cpu().numpy()
+
+
 @torch.no_grad()
 def top_k(
     model: Recommender,
@@ -71,16 +113,11 @@ def top_k(
     ``history`` rows are the model's input; ``mask`` rows (default: the history) are excluded.
     With fewer than ``k`` items, ``k`` is capped at the number of items.
     """
-    mask = history if mask is None else mask
     k = min(int(k), history.shape[1])
-    device = model.device
     items, scores = [], []
-    for chunk in batches(users, batch_size):
-        s = model(dense_rows(history, chunk, device))
-        s = s.masked_fill(dense_rows(mask, chunk, device) > 0, float("-inf"))
-        top = torch.topk(s, k, dim=1)
-        items.append(top.indices.cpu().numpy())
-        scores.append(top.values.float().cpu().numpy())
+    for _, top_items, top_scores in ranked_batches(model, history, users, k, mask, batch_size):
+        items.append(top_items)
+        scores.append(top_scores)
     if not items:
         return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
     return np.concatenate(items), np.concatenate(scores)
@@ -127,9 +164,11 @@ def evaluate(
     """
     target = split.target(part)
     users = split.eval_users(part)
-    items, _ = top_k(model, split.train, users, max(ks), split.mask(part), batch_size)
+    ranked = ranked_batches(model, split.train, users, max(ks), split.mask(part), batch_size)
+    parts = [_hits(target, chunk, items) for chunk, items, _ in ranked]
+    k_cap = min(max(ks), split.train.shape[1])
+    hits = torch.from_numpy(np.concatenate(parts) if parts else np.zeros((0, k_cap)))
     n_relevant = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float64))
-    hits = torch.from_numpy(np.asarray(target[users[:, None], items].todense(), dtype=np.float64))
     hits = torch.nn.functional.pad(hits, (0, max(ks) - hits.shape[1]))
     values = ranking_metrics(hits, n_relevant, tuple(ks))
     per_user = pl.DataFrame(
@@ -137,3 +176,10 @@ def evaluate(
     )
     means = {m: float(v.mean()) if len(users) else 0.0 for m, v in values.items()}
     return EvalResult(part=part, ks=tuple(ks), per_user=per_user, means=means)
+
+
+def _hits(target: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """1.0 where ``items[r, j]`` is held out for ``users[r]``: float64 [len(users), k]."""
+    rows = np.repeat(np.asarray(users, dtype=np.int64), items.shape[1])
+    cols = np.asarray(items, dtype=np.int64).ravel()
+    return np.asarray(target[rows, cols], dtype=np.float64).reshape(items.shape)
