@@ -325,8 +325,9 @@ def compare_lists(lists: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """Side by side top-K lists of several runs; ``in all`` marks items every list holds.
 
     ``lists``: run name -> titles in rank order. Returns a frame with ``rank`` and one column per
-    run (titles, prefixed with a check mark when the title is in every list), plus ``overlap``,
-    the number of lists holding the first run's item at that rank.
+    run (titles, prefixed with a check mark when the title is in every list), plus ``overlap``:
+    in how many lists (the first one included) the first run's item of that row appears, at any
+    rank.
     """
     names = list(lists)
     k = max((len(v) for v in lists.values()), default=0)

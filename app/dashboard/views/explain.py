@@ -29,11 +29,11 @@ from app.dashboard.views.common import (
     friendly,
     markdown,
     md,
-    multichoice_label,
     table_title,
 )
 from app.dashboard.views.explain_fidelity import FidelitySection
 from app.dashboard.views.explain_section import ExplanationSection
+from app.dashboard.views.history_editor import HistoryEditor
 
 log = logging.getLogger("reclens.dashboard")
 SECTION_DEPS: dict[str, frozenset[str]] = {
@@ -59,13 +59,7 @@ class ExplainView(TabView):
             label="\u270e What-if: edit this history", color="light", width=230
         )
         self._whatif_toggle.link(self, value="whatif")
-        self._editor = pn.widgets.MultiChoice(
-            label="History (remove items with \u00d7, add items by typing a title)",
-            options={},
-            sizing_mode="stretch_width",
-            search_option_limit=30,
-            max_items=None,
-        )
+        self._editor = HistoryEditor()
         self._editor.param.watch(self._on_edit, "value")
         self._reset = pn.widgets.Button(label="Reset history", width=130)
         self._reset.on_click(self._on_reset)
@@ -77,6 +71,10 @@ class ExplainView(TabView):
             height=330,
             selectable=1,
             hidden_columns=["item", "id"],
+            # Every column fits the table's width (long titles wrap): score and hit stay in view.
+            layout="fit_columns",
+            widths={"rank": 70, "change": 85, "score": 80, "hit": 55},
+            formatters={"title": {"type": "textarea"}, "genres": {"type": "textarea"}},
         )
         self._recs_table.on_click(self._on_rec_click)
         self.state.param.watch(self._on_user, ["user", "run"])
@@ -160,12 +158,9 @@ class ExplainView(TabView):
         if self.whatif:
             try:
                 loaded = self.service.load(self.state.run)
-                self._editor.options = {
-                    multichoice_label(f"{t} [{i}]"): i
-                    for i, t in zip(loaded.items["id"], loaded.items["title"], strict=True)
-                }
+                self._editor.set_catalogue(loaded.items["id"], loaded.items["title"])
             except Exception:  # noqa: BLE001
-                self._editor.options = {}
+                self._editor.set_catalogue([], [])
             self._on_reset()
 
     def _on_rec_click(self, event: Any) -> None:
@@ -242,6 +237,7 @@ class ExplainView(TabView):
         self._compare_frame = pd.DataFrame()
         # The table is built when runs are first chosen: until then the slot only shows a hint.
         self._compare_table: pn.widgets.Tabulator | None = None
+        self._compare_caption = caption("")
         self._compare_slot = Slot()
 
     def history_panel(self) -> pn.Column:
@@ -264,7 +260,9 @@ class ExplainView(TabView):
             )
         else:
             self._history_md.object = md(
-                "**History of user {user}** ({n} items)", user=self.state.user, n=len(hist)
+                "**History of user {user}** (training part): {n} items",
+                user=self.state.user,
+                n=len(hist),
             )
             self._history_table.object = hist[["title", "genres", "popularity"]]
         self._history_md.visible = not self.whatif
@@ -330,36 +328,36 @@ class ExplainView(TabView):
                 "title"
             ].tolist()
         self._compare_frame = compare_lists(lists)
+        wrapped = {c: {"type": "textarea"} for c in lists}  # long titles wrap in their column
         if self._compare_table is None:
             self._compare_table = pn.widgets.Tabulator(
                 self._compare_frame, disabled=True, show_index=False,
                 sizing_mode="stretch_width", height=330,
+                layout="fit_columns",  # every run's column in view
+                widths={"rank": 70, "overlap": 95}, formatters=wrapped,
             )  # fmt: skip
             self._compare_slot.body.objects = [
                 markdown(md("**Same user, several runs**")),
                 self._compare_table,
-                caption(
-                    md(
-                        "Top-K lists side by side; \u2713 marks items every run recommends, "
-                        "*overlap* counts the runs holding the first run's item at that rank."
-                    )
-                ),
+                self._compare_caption,
                 csv_download(lambda: self._compare_frame, "reclens-compare.csv"),
             ]
         else:
-            self._compare_table.value = self._compare_frame
+            self._compare_table.param.update(formatters=wrapped, value=self._compare_frame)
+        self._compare_caption.object = md(
+            "Top-K lists side by side; \u2713 marks items every run recommends. *overlap*: in "
+            "how many of the {n} lists (the first one's included) the first run's item of that "
+            "row appears, at any rank.",
+            n=len(lists),
+        )
 
     def __panel__(self) -> pn.viewable.Viewable:
         if self._pending and self.state.tab == "explain":
             self.refresh()
         return pn.Column(
             pn.Row(self._whatif_toggle, sizing_mode="stretch_width"),
-            pn.Row(
-                self._history_slot.layout,
-                self._recs_slot.layout,
-                self._compare_slot.layout,
-                sizing_mode="stretch_width",
-            ),
+            pn.Row(self._history_slot.layout, self._recs_slot.layout, sizing_mode="stretch_width"),
+            self._compare_slot.layout,  # a row of its own: every compared run's column in view
             self.explained.layout,
             markdown(md("### Fidelity against other explainers"), margin=(0, 10)),
             self.fidelity,
