@@ -77,3 +77,22 @@ def test_path_plot_switches_between_output_and_rank(service: EngineService) -> N
     assert rank.opts.get().kwargs["ylabel"] == RANK_LABEL
     _, chosen = list(rank)
     assert chosen.data["value"].min() >= 1 and chosen.data["value"].iloc[-1] == section._exp.rank
+
+
+def test_export_explains_the_asked_item_and_names_a_history_one(service: EngineService) -> None:
+    from app.dashboard.export import export_views
+    from app.dashboard.state import Selection
+
+    run = run_of(service, "ease")
+    user = two_users(service, run)[0]
+    far = str(service.recommend(run, user, 25)["id"].iloc[-1])
+    seen = service.history_table(run, user).iloc[0]
+
+    def sentence(item: str) -> str:
+        view = export_views(service, Selection(run=run, user=user, k=10, item=item))
+        texts = [str(getattr(p, "object", "")) for p in view.objects]
+        return next(t for t in texts if f"user {user}" in t and "\u201d" in t)
+
+    assert f"is not in user {user}'s top-10 by ease: it ranks 25th" in sentence(far)
+    assert sentence(str(seen["id"])).startswith(f"\u201c{seen['title']}\u201d is already in")
+    assert "at rank 1 of the top-10" in sentence("no-such-item")  # unknown: the top-1

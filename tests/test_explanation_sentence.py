@@ -73,13 +73,13 @@ def test_outside_the_top_k_says_so_with_its_rank_and_never_recommended() -> None
     assert "the history holds it back" in text
     edge = say([1.0, 1.0], rank=11, k=10)
     assert "is not in user 7's top-10: it ranks 11th overall" in edge
-    assert "its score rests" not in edge and "It rests on a few items: its 2 history" in edge
+    assert "its rank rests" not in edge and "It rests on a few items: its 2 history" in edge
     assert "at rank 10 of the top-10" in say([1.0], rank=10, k=10)
 
 
 def test_diffuse_outside_the_top_k_does_not_speak_of_a_recommendation() -> None:
     text = say([1.0, 0.9, 0.8] + [0.25] * 144, rank=30)
-    assert "its score rests on many small signals" in text
+    assert "its rank rests on many small signals" in text
     assert "recommendation" not in text
 
 

@@ -23,6 +23,7 @@ from app.dashboard.plots import diffusion as diffusion_plots
 from app.dashboard.plots import explain as explain_plots
 from app.dashboard.plots.explainer_style import coincide_note
 from app.dashboard.sentence import explanation_sentence
+from app.dashboard.shaping import choose_target
 from app.dashboard.state import Selection
 from app.dashboard.views import diffusion as diffusion_view
 from app.dashboard.views.common import friendly, hide_paths, markdown, md
@@ -39,7 +40,11 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
     loaded = service.load(run)
     loaded.user_index(user)
     recs = service.recommend(run, user, k)
-    item = state.item if state.item and state.item in set(recs["id"]) else str(recs["id"].iloc[0])
+    titles = dict(zip(loaded.items["id"], loaded.items["title"], strict=True))
+    asked = state.item if state.item in titles else ""  # an unknown id: the top-1, as before
+    seen = set(service.history_table(run, user)["id"])
+    choice = choose_target(asked, seen, recs["id"].astype(str).tolist())
+    item = choice.item
     exp = service.explain(run, user, item)
     sentence = explanation_sentence(
         exp.attributions,
@@ -51,6 +56,7 @@ def export_views(service: EngineService, state: Selection) -> pn.Column:
         model=loaded.model_name,
         quantity=exp.quantity,
         value=exp.probability,
+        asked_in_history=titles.get(choice.asked_in_history, ""),
     )
     parts: list[Any] = [
         markdown(

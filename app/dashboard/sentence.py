@@ -98,7 +98,7 @@ def _attribution_part(frame: pd.DataFrame, *, recommended: bool, n_top: int) -> 
         which, verb = f"one of its {n} history items", "carries"
     else:
         which, verb = f"its top {len(top)} of {n} history items", "carry"
-    what = "the recommendation" if recommended else "its score"
+    what = "the recommendation" if recommended else "its rank"
     if covered >= CONCENTRATED:
         text = f"It rests on a few items: {which} ({listed}) {verb} {covered:.0%} of the push up."
     elif covered < DIFFUSE:
