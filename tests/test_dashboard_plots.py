@@ -147,10 +147,13 @@ def test_lorenz_curve_and_gini_title() -> None:
 
 
 def test_metric_distribution_marks_user() -> None:
-    overlay = fair.metric_distribution(np.array([0.1, 0.2, np.nan, 0.4]), 0.2, "ndcg@10")
+    values = np.array([0.1, 0.2, np.nan, 0.4])
+    overlay = fair.metric_distribution(values, fair.user_marker(0.2), "ndcg@10", "NDCG@10")
     assert overlay.Histogram.I.dimension_values("users").sum() == 3
-    assert overlay.VLine.I.data == 0.2
-    assert len(fair.metric_distribution(np.array([0.1]), None, "x")) == 1
+    assert overlay.VLines.I.dimension_values(0).tolist() == [0.2]
+    assert overlay.opts.get().kwargs["title"] == "NDCG@10"
+    for missing in (None, float("nan")):
+        assert len(fair.user_marker(missing)) == 0
 
 
 def test_popularity_bias_and_group_bars() -> None:

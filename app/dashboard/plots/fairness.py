@@ -10,11 +10,25 @@ import pandas as pd
 from app.dashboard.plots import HIGHLIGHT, MUTED, PALETTE
 
 
+def user_marker(value: float | None) -> hv.VLines:
+    """The selected user's value as a vertical line (none when ``value`` is missing or NaN)."""
+    ok = value is not None and np.isfinite(value)
+    return hv.VLines([float(value)] if ok else []).opts(color=HIGHLIGHT, line_width=3)
+
+
 def metric_distribution(
-    values: np.ndarray, user_value: float | None, metric: str, bins: int = 25
-) -> hv.Overlay:
-    """Histogram of a per-user metric over all evaluated users, the selected user's value as a
-    vertical line. ``values``: [n_users] (NaNs are left out)."""
+    values: np.ndarray,
+    marker: hv.VLines | hv.DynamicMap,
+    metric: str,
+    title: str = "",
+    bins: int = 25,
+) -> hv.Overlay | hv.DynamicMap:
+    """Histogram of a per-user metric over all evaluated users under ``marker`` (the selected
+    user's :func:`user_marker`, or a DynamicMap of it that follows the selection).
+
+    ``values``: [n_users] (NaNs are left out); ``title``: the metric in words (default
+    ``metric``).
+    """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
@@ -23,14 +37,12 @@ def metric_distribution(
     if hi <= lo:
         hi = lo + 1e-9
     freq, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    hist = hv.Histogram((edges, freq), kdims=metric, vdims="users").opts(
+    dim = hv.Dimension(metric, label=title or metric)
+    hist = hv.Histogram((edges, freq), kdims=dim, vdims="users").opts(
         color=MUTED, line_color="white", tools=["hover"]
     )
-    layers = [hist]
-    if user_value is not None and np.isfinite(user_value):
-        layers.append(hv.VLine(float(user_value)).opts(color=HIGHLIGHT, line_width=3))
-    return hv.Overlay(layers).opts(
-        responsive=True, height=190, title=metric, show_legend=False, toolbar=None
+    return (hist * marker).opts(
+        responsive=True, height=190, title=title or metric, show_legend=False, toolbar=None
     )
 
 
@@ -90,15 +102,18 @@ def popularity_bias(frame: pd.DataFrame) -> hv.Points:
     )
 
 
-def group_bars(means: pd.DataFrame, metric: str, by: str) -> hv.Bars:
-    """Mean of ``metric`` per user group. ``means``: ``group``, ``n_users`` and metric columns."""
+def group_bars(means: pd.DataFrame, metric: str, by: str, label: str = "") -> hv.Bars:
+    """Mean of ``metric`` per user group. ``means``: ``group``, ``n_users`` and metric columns;
+    ``label``: the metric in words (default ``metric``)."""
     data = means[["group", "n_users", metric]].copy()
     data["group"] = data["group"].astype(str)
-    return hv.Bars(data, hv.Dimension("group", label=by), [metric, "n_users"]).opts(
+    label = label or metric
+    value = hv.Dimension(metric, label=label)
+    return hv.Bars(data, hv.Dimension("group", label=by), [value, "n_users"]).opts(
         color=PALETTE[0],
         tools=["hover"],
         responsive=True,
         height=300,
-        title=f"Mean {metric} by {by}",
+        title=f"Mean {label} by {by}",
         xrotation=30 if len(data) > 6 else 0,
     )

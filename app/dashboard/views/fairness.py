@@ -1,14 +1,24 @@
 """Fairness and diversity tab: the user against the population, exposure, popularity bias and
-group comparison, every table exportable as CSV."""
+group comparison, every table exportable as CSV.
+
+The population histograms, the exposure plots and the group comparison are catalogue-level
+results: drawn once per run and list length (their tables cached for every session, see
+:mod:`app.dashboard.fairness_data`). A user switch only moves the user's marker on each
+histogram (a stream event, updated in place) and rewrites the heading.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import holoviews as hv
 import pandas as pd
 import panel as pn
 import param
+from panel.io import hold
 
+from app.dashboard import fairness_data as data
 from app.dashboard.plots import fairness as plots
 from app.dashboard.views.common import (
     TabView,
@@ -21,8 +31,10 @@ from app.dashboard.views.common import (
     markdown,
     md,
     no_selection,
+    table_title,
 )
 from engine.beyond import METRIC_DOCS
+from engine.metric_labels import metric_label
 
 USER_METRICS: tuple[str, ...] = (
     "ndcg@10",
@@ -36,6 +48,16 @@ USER_METRICS: tuple[str, ...] = (
     "unexpectedness",
 )
 """Per-user metrics drawn against the population, in this order, when the run has them."""
+
+GAP_TITLES: dict[str, str] = {
+    "metric": "Metric",
+    "max_group": "Group with the highest mean",
+    "min_group": "Group with the lowest mean",
+}
+"""Column titles of the gaps table that are not metric ids."""
+
+SelectedUser = hv.streams.Stream.define("SelectedUser", user="")
+"""The stream that moves every histogram's user marker."""
 
 
 def metric_doc(name: str) -> str:
@@ -51,37 +73,75 @@ class FairnessView(TabView):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        self._cache_rows: dict[tuple, dict[str, float]] = {}
+        self._selected = SelectedUser(user=self.state.user)
+        self._header = markdown()
+        self._note = friendly("", "info", visible=False)
+        self._left_out = caption("")
         self._group_by = pn.widgets.Select.from_param(self.param.group_by, label="Group users by")
         self._group_metric = pn.widgets.Select.from_param(self.param.group_metric, label="Metric")
-        self._group_by.width = self._group_metric.width = 200
+        self._group_by.width = 200
+        self._group_metric.width = 320
         self.state.param.watch(self._on_run, "run")
+        self.state.param.watch(self._on_user, "user")
         self._on_run()
 
     def _on_run(self, *_: Any) -> None:
+        """Offer the run's groupings and metrics (accuracy first), before anything is drawn."""
         if not self.state.run:
             return
         try:
-            groups = self.service.groupings(self.state.run)
-        except Exception:  # noqa: BLE001 - the panel shows the message
+            loaded = self.service.load(self.state.run)
+            groups, left_out = data.grouping_options(
+                self.service.groupings(self.state.run), loaded.users
+            )
+            metrics = data.metric_columns(self.per_user())
+        except Exception:  # noqa: BLE001 - the panels show the message
             return
         self.param.group_by.objects = groups
-        self._group_by.options = groups
         if self.group_by not in groups and groups:
             self.group_by = "community" if "community" in groups else groups[0]
+        self.param.group_metric.objects = data.metric_options(metrics)
+        if self.group_metric not in metrics and metrics:
+            self.group_metric = metrics[0]
+        counts = [f"{c} ({loaded.users[c].nunique():,} values)" for c in left_out]
+        self._left_out.object = md(
+            "Accuracy metrics (NDCG@10, recall@10 ...) are the run's stored test metrics at "
+            "their own cut-off; the others are of the top-K lists.{left}",
+            left=(
+                f" Not offered as groupings (too many distinct values): {', '.join(counts)}."
+                if counts
+                else ""
+            ),
+        )
+
+    def _on_user(self, event: Any) -> None:
+        # One batch for the browser, and one recomputation of the page's model graph instead of
+        # one per histogram (each took about 0.1 s on this page).
+        with hold(freeze=True):
+            self._selected.event(user=str(event.new or ""))
+            self._show_user()
 
     # -- data ------------------------------------------------------------------------------
     def per_user(self) -> pd.DataFrame:
         """Accuracy and beyond-accuracy metrics per evaluated user (``raw_id`` + metrics)."""
-        run = self.state.run
-        loaded = self.service.load(run)
-        result = self.service.beyond(run, self.state.k)
-        beyond = result.per_user.to_pandas().drop(columns=["raw_id"], errors="ignore")
-        accuracy = loaded.run.per_user_metrics().to_pandas()
-        acc_cols = [c for c in accuracy.columns if c != "raw_id"]
-        frame = beyond.merge(accuracy[acc_cols], on="user", how="left")
-        users = frame["user"].to_numpy().astype("int64")
-        frame.insert(1, "raw_id", loaded.users["id"].to_numpy()[users])
-        return frame
+        return data.per_user(self.service, self.state.run, self.state.k)
+
+    def user_values(self, user: str) -> dict[str, float]:
+        """The metrics of ``user`` (raw id) in :meth:`per_user`; empty when not evaluated."""
+        key = (self.state.run, self.state.k, user)
+        if key not in self._cache_rows:
+            if len(self._cache_rows) > 256:
+                self._cache_rows.clear()
+            frame = self.per_user()
+            mine = frame[frame["raw_id"] == str(user)]
+            self._cache_rows[key] = {} if mine.empty else mine.iloc[0].to_dict()
+        return self._cache_rows[key]
+
+    def user_marker(self, metric: str, user: str = "") -> hv.VLines:
+        """The marker of ``user``'s value of ``metric`` (none when the user has no value)."""
+        value = self.user_values(user).get(metric) if user else None
+        return plots.user_marker(None if value is None or pd.isna(value) else float(value))
 
     def catalogue(self) -> pd.DataFrame:
         """Catalogue metrics (``metric``, ``value``, ``meaning``) of the run's top-K lists."""
@@ -91,27 +151,45 @@ class FairnessView(TabView):
         return frame
 
     # -- panels ----------------------------------------------------------------------------
-    @param.depends("state.run", "state.user", "state.k")
+    def _show_user(self) -> None:
+        """The heading and the not-evaluated note of the selected user (updated in place)."""
+        user = self.state.user
+        self._header.object = md(
+            "### User {user} against all evaluated users (top-{k})",
+            user=user or "none",
+            k=self.state.k,
+        )
+        missing = bool(user and self.state.run) and not self.user_values(user)
+        if missing:
+            self._note.object = md(
+                "User {user} has no held-out test items, so they are not among the evaluated "
+                "users: only the population is shown.",
+                user=user,
+            )
+        if self._note.visible != missing:
+            self._note.visible = missing
+
+    @param.depends("state.run", "state.k")
     @guarded
     def user_panel(self) -> pn.viewable.Viewable:
-        """Small histograms of per-user metrics with the selected user's value marked."""
+        """Small histograms of per-user metrics with the selected user's value marked (the
+        markers follow the selection in place)."""
         if not self.state.run:
             return no_selection("Pick a run.")
         frame = self.per_user()
-        mine = frame[frame["raw_id"].astype(str) == str(self.state.user)]
-        note = ""
-        if self.state.user and mine.empty:
-            note = (
-                f"User {self.state.user} has no held-out test items, so they are not among the "
-                "evaluated users: only the population is shown."
-            )
+        self._selected.update(user=str(self.state.user or ""))
+        self._show_user()
         plots_ = []
         for metric in [m for m in USER_METRICS if m in frame.columns]:
-            value = None if mine.empty else mine[metric].iloc[0]
-            value = None if value is None or pd.isna(value) else float(value)
+            marker = hv.DynamicMap(
+                functools.partial(self.user_marker, metric), streams=[self._selected]
+            )
+            distribution = plots.metric_distribution(
+                frame[metric].to_numpy(), marker, metric, metric_label(metric)
+            )
             plots_.append(
                 pn.Column(
-                    hv_pane(plots.metric_distribution(frame[metric].to_numpy(), value, metric)),
+                    hv_pane(distribution),
                     markdown(md("<small>{doc}</small>", doc=metric_doc(metric)), margin=(0, 10)),
                     sizing_mode="stretch_width",
                 )
@@ -119,17 +197,11 @@ class FairnessView(TabView):
         grid = pn.GridBox(*plots_, ncols=3, sizing_mode="stretch_width")
         return pn.Column(
             pn.Row(
-                markdown(
-                    md(
-                        "### User {user} against all evaluated users (top-{k})",
-                        user=self.state.user or "none",
-                        k=self.state.k,
-                    )
-                ),
+                self._header,
                 pn.HSpacer(),
                 csv_download(self.per_user, "reclens-per-user-metrics.csv"),
             ),
-            *([friendly(note, "info")] if note else []),
+            self._note,
             grid,
             caption(
                 "Grey bars: how the metric is spread over all evaluated users; the orange line is "
@@ -151,7 +223,10 @@ class FairnessView(TabView):
             exposure["exposure"].to_numpy(), values.get("gini"), values.get("gini_corrected")
         )
         table = pn.widgets.Tabulator(
-            catalogue.assign(value=catalogue["value"].round(4)),
+            catalogue.assign(
+                metric=[metric_label(m) for m in catalogue["metric"]],
+                value=catalogue["value"].round(4),
+            ),
             disabled=True,
             show_index=False,
             height=330,
@@ -194,22 +269,19 @@ class FairnessView(TabView):
     @param.depends("state.run", "state.k", "group_by", "group_metric")
     @guarded
     def group_panel(self) -> pn.viewable.Viewable:
-        """Mean metric per user group, with the gaps table."""
+        """Mean metric per user group (accuracy and beyond-accuracy metrics), with the gaps
+        table."""
         if not self.state.run:
             return no_selection("Pick a run.")
-        result = self.service.beyond(self.state.run, self.state.k, self.group_by)
-        if result.groups is None:
-            return no_selection("This grouping gives no groups.")
-        means = result.groups.means.to_pandas()
-        gaps = result.groups.gaps.to_pandas()
-        metrics = [c for c in means.columns if c not in ("group", "n_users")]
-        if self.group_metric not in metrics and metrics:
-            self.param.group_metric.objects = metrics
-            self._group_metric.options = metrics
-            self.group_metric = metrics[0]
-            return self.group_panel()
-        self._group_metric.options = metrics
-        bars = plots.group_bars(means, self.group_metric, self.group_by)
+        table = data.group_table(self.service, self.state.run, self.state.k, self.group_by)
+        means = table.means.to_pandas()
+        gaps = table.gaps.to_pandas()
+        if self.group_metric not in means.columns:
+            return no_selection("This run has no such metric: pick another one.")
+        label = metric_label(self.group_metric)
+        bars = plots.group_bars(means, self.group_metric, self.group_by, label)
+        shown = gaps.round(4).assign(metric=[metric_label(m) for m in gaps["metric"]])
+        titles = {c: table_title(GAP_TITLES.get(c, metric_label(c))) for c in shown.columns}
         return pn.Column(
             pn.Row(
                 pn.Column(
@@ -218,17 +290,18 @@ class FairnessView(TabView):
                         md(
                             "Mean {metric} of each user group (hover for the group size); "
                             "large differences between bars are unequal treatment.",
-                            metric=self.group_metric,
+                            metric=label,
                         )
                     ),
                     sizing_mode="stretch_width",
                 ),
                 pn.Column(
                     pn.widgets.Tabulator(
-                        gaps.round(4),
+                        shown,
                         disabled=True,
                         show_index=False,
                         height=300,
+                        titles=titles,
                         sizing_mode="stretch_width",
                     ),
                     caption(
@@ -249,6 +322,7 @@ class FairnessView(TabView):
             live(self.exposure_panel),
             markdown(md("### Groups of users")),
             pn.Row(self._group_by, self._group_metric),
+            self._left_out,
             live(self.group_panel),
             sizing_mode="stretch_width",
         )
