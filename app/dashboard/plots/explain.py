@@ -16,16 +16,21 @@ from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, POSITIVE
 from app.dashboard.plots.explainer_style import coinciding_groups, explainer_style
 from app.dashboard.shaping import RANK_LABEL
 
+LABEL_CHARS = 30
+TITLE_CHARS = 48
+"""Longest bar label and plot title drawn (longer ones end in an ellipsis; hover shows all)."""
+
 
 def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.Bars:
     """Horizontal signed bars of the ``top`` history items with the largest |attribution|.
 
     ``frame`` as from :func:`app.dashboard.shaping.attribution_frame`; the strongest item is at
-    the top.
+    the top. Long titles are cut to :data:`LABEL_CHARS` on the axis (the plot title to
+    :data:`TITLE_CHARS`), the full title is in the hover.
     """
     shown = frame.reindex(frame["attribution"].abs().sort_values(ascending=False).index)
     shown = shown.head(top).sort_values("attribution", ascending=True, kind="stable")
-    labels = [_short(t, 38) for t in shown["title"]]
+    labels = [_short(t, LABEL_CHARS) for t in shown["title"]]
     # Bars need unique categories: suffix repeated titles with their id.
     seen: dict[str, int] = {}
     unique = []
@@ -38,11 +43,12 @@ def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.
         color="sign",
         cmap={"pushes up": POSITIVE, "pushes down": NEGATIVE},
         tools=["hover"],
+        hover_tooltips=[("title", "@title"), ("attribution", "@attribution"), ("share", "@share")],
         responsive=True,
         height=max(220, 26 * len(data) + 60),
         xlabel="",
         ylabel="attribution",
-        title=title,
+        title=_short(title, TITLE_CHARS),
         show_legend=False,
     )
 
