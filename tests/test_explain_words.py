@@ -11,7 +11,7 @@ from test_dashboard_views import DATA, build_runs, run_of, two_users
 
 from app.dashboard.app import Page, load_extensions
 from app.dashboard.engine_service import EngineService
-from app.dashboard.shaping import RANK_LABEL
+from app.dashboard.shaping import RANK_LABEL, path_rank_curves
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,9 @@ def test_rank_agrees_with_the_top_k_and_ends_every_path(service: EngineService) 
     for position in (0, 24):
         exp = service.explain(run, user, str(recs["id"].iloc[position]))
         assert exp.rank == position + 1
-        assert exp.path_ranks.shape == exp.paths.shape
-        assert (exp.path_ranks[:, -1] == exp.rank).all()  # every path ends at the user
+        ranks = path_rank_curves(service.load(run), exp)
+        assert ranks.shape == exp.paths.shape
+        assert (ranks[:, -1] == exp.rank).all()  # every path ends at the user's own rank
         assert exp.link == "identity" and exp.quantity == "score"
     loaded = service.load(run)
     hist = loaded.history(loaded.user_index(user))

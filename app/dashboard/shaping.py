@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from torch import Tensor
 
 from data.dataset import Dataset
 from data.splits import Split
@@ -203,8 +204,7 @@ class ExplanationView:
     ``link``: the model's output link (``probability`` and ``paths`` are in its units, see
     :attr:`quantity`); ``rank``: the target's rank (1 = top) among the ``candidates`` items
     the top-K ranks (outside the history and the validation items), so the target is in the
-    top-K exactly when ``rank <= K``; ``path_ranks`` [kappa, n_alpha]: its rank among the
-    same items along each path (so the paths end at ``rank``).
+    top-K exactly when ``rank <= K`` (its rank along the paths: :func:`path_rank_curves`).
     """
 
     attributions: pd.DataFrame
@@ -222,7 +222,6 @@ class ExplanationView:
     link: str
     rank: int
     candidates: int
-    path_ranks: np.ndarray
 
     @property
     def quantity(self) -> str:
@@ -236,13 +235,8 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
     user_ids = loaded.users["id"].to_numpy()
     baselines = np.asarray(exp.baseline_users, dtype=np.int64)
     opened = loaded.opened
-    x = opened.history_vector(exp.items)
-    exclude = x.numpy() > 0
-    if exp.user is not None:
-        exclude[opened.validation(int(exp.user))] = True  # as the top-K leaves them out
+    x, exclude = _ranked_against(loaded, exp)
     rank = int(target_ranks(opened.model, x, target, exclude)[0])
-    base_rows = loaded.split.train[baselines].toarray()
-    ranks = path_ranks(opened.model, x, base_rows, exp.alphas, target, exclude)
     alternatives = pd.DataFrame(
         {
             "path": np.arange(1, baselines.shape[0] + 1),
@@ -272,8 +266,27 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
         link=str(opened.model.link),
         rank=rank,
         candidates=int((~exclude).sum()),
-        path_ranks=ranks,
     )
+
+
+def path_rank_curves(loaded: LoadedRun, exp: ExplanationView) -> np.ndarray:
+    """The target's rank along each SPINRec path of ``exp`` [kappa, n_alpha], among the items
+    its ``rank`` counts (so every path ends at ``rank``): one batched forward pass over the
+    ``kappa * n_alpha`` path points, made only when the rank view is asked for."""
+    raw = exp.raw
+    x, exclude = _ranked_against(loaded, raw)
+    baselines = loaded.split.train[np.asarray(raw.baseline_users, dtype=np.int64)].toarray()
+    return path_ranks(loaded.opened.model, x, baselines, raw.alphas, raw.target, exclude)
+
+
+def _ranked_against(loaded: LoadedRun, exp: SpinRecExplanation) -> tuple[Tensor, np.ndarray]:
+    """The explained history as a vector [n_items] and the items a rank leaves out, bool
+    [n_items]: the history and the user's validation items, as the top-K leaves them out."""
+    x = loaded.opened.history_vector(exp.items)
+    exclude = x.numpy() > 0
+    if exp.user is not None:
+        exclude[loaded.opened.validation(int(exp.user))] = True
+    return x, exclude
 
 
 def fidelity_frame(result: TargetFidelity) -> pd.DataFrame:

@@ -11,13 +11,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import panel as pn
 import param
 
 from app.dashboard.plots import explain as plots
 from app.dashboard.sentence import explanation_sentence
-from app.dashboard.shaping import RANK_LABEL, ExplanationView
+from app.dashboard.shaping import RANK_LABEL, ExplanationView, path_rank_curves
 from app.dashboard.views.common import (
     caption,
     csv_download,
@@ -54,6 +55,7 @@ class ExplanationSection(pn.viewable.Viewer):
     def _build(self) -> None:
         """The explanation's components, built once; :meth:`refresh` fills them."""
         self._exp: ExplanationView | None = None
+        self._ranks: tuple[ExplanationView, np.ndarray] | None = None  # made on demand
         self._sentence = friendly(
             "", "success", css_classes=["reclens-sentence"], visible=False, margin=5
         )
@@ -160,13 +162,20 @@ class ExplanationSection(pn.viewable.Viewer):
         ranks = measure == "rank"
         paths = plots.path_curves(
             exp.alphas,
-            exp.path_ranks if ranks else exp.paths,
+            self._path_ranks(exp) if ranks else exp.paths,
             exp.chosen,
             exp.path_labels,
             ylabel=RANK_LABEL if ranks else f"the target's {exp.quantity}",
             ranks=ranks,
         )
         return paths.opts(framewise=True)
+
+    def _path_ranks(self, exp: ExplanationView) -> np.ndarray:
+        """The target's rank along the paths of ``exp`` (computed once, when first shown)."""
+        if self._ranks is None or self._ranks[0] is not exp:
+            loaded = self.view.service.load(self.view.state.run)
+            self._ranks = (exp, path_rank_curves(loaded, exp))
+        return self._ranks[1]
 
     def __panel__(self) -> pn.viewable.Viewable:
         """Sentence, attribution bars, baseline choice and path curves (updated in place)."""
