@@ -32,13 +32,15 @@ def heat_strip(
     data = np.asarray(scores, dtype=np.float64)[:, cols]
     n_rows = data.shape[0]
     bounds = (-0.5, -0.5, len(cols) - 0.5, n_rows - 0.5)
-    return hv.Image(data, kdims=["item", "step"], vdims="score", bounds=bounds).opts(
+    # an image's first array row is its top (largest y): flip so that row s sits at y = s
+    image = hv.Image(np.flipud(data), kdims=["item", "step"], vdims="score", bounds=bounds)
+    return image.opts(
         cmap="viridis",
         colorbar=True,
         tools=["hover"],
         responsive=True,
         height=260,
-        title="Score of each item: the start (row 0), then each step's prediction",
+        title="Item scores: the start (row 0), then each step",
         xlabel="items: history | held out | recommended",
         ylabel="step (0 = start)",
         invert_yaxis=True,

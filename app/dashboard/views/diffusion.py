@@ -33,6 +33,7 @@ from app.dashboard.views.common import (
     md,
     no_selection,
 )
+from data.errors import ReclensError
 from engine.trajectory import Motion, Trajectory, motion
 
 SHAPES: tuple[str, ...] = ("moons", "spiral", "circle", "smiley", "item map")
@@ -71,6 +72,7 @@ class DiffusionView(TabView):
         self._noise.param.watch(self._on_noise, "value_throttled")
         self._syncing = False
         self.state.param.watch(self._on_run, "run")
+        self.param.watch(self._fit_noise_control, "noise_steps")
         self._topk = pn.widgets.Tabulator(
             pd.DataFrame(), disabled=True, show_index=False, height=300,
             sizing_mode="stretch_width",
@@ -134,13 +136,19 @@ class DiffusionView(TabView):
         """A new run starts at its own default noise (its T)."""
         with param.discard_events(self):
             self.noise_steps = None
+        self._fit_noise_control()
 
     def _on_noise(self, event: param.parameterized.Event) -> None:
         if not self._syncing:
             self.noise_steps = int(event.new)
 
-    def _fit_noise_control(self, steps: int, noise: int) -> None:
-        """Bound the noise slider by the model's T and show the value in use."""
+    def _fit_noise_control(self, *_: Any) -> None:
+        """Bound the noise slider by the model's T and show the value in use (called outside
+        the render, so the slider's browser model follows)."""
+        try:
+            steps, noise = self.model_steps(), self.effective_noise()
+        except ReclensError:  # no run, or not a diffrec run: the panel says so
+            steps = noise = 0
         self._syncing = True
         try:
             self._noise.param.update(end=max(steps, 1), value=noise, disabled=steps < 1)
@@ -183,8 +191,6 @@ class DiffusionView(TabView):
         """The reverse process of the selected user, driven by the Player."""
         if not (self.state.run and self.state.user):
             return no_selection("Pick a diffrec run and a user to watch the reverse process.")
-        steps = self.model_steps()
-        self._fit_noise_control(steps, self.effective_noise())
         traj = self.trajectory()
         self._player.end = max(traj.n_steps, 1)
         self._player.value = min(self.step, traj.n_steps)
@@ -297,6 +303,7 @@ class DiffusionView(TabView):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
+        self._fit_noise_control()
         fan = pn.Row(
             pn.widgets.IntSlider.from_param(self.param.fan, label="Fan (trajectories)", width=200),
             self._noise,
@@ -348,8 +355,10 @@ def topk_table(service: EngineService, run: str, traj: Trajectory, step: int) ->
     columns = ["rank", "title", "score", "move", "hit"]
     steps = traj.steps.filter(traj.steps["seed"] == traj.seeds[0])
     step = int(min(max(step, 0), steps.height))
-    if step == 0:
-        return pd.DataFrame({name: [] for name in columns})
+    if step == 0:  # typed like the other steps' tables, so the table keeps its formatters
+        types = {"rank": "int64", "title": object, "score": "float64", "move": object,
+                 "hit": bool}  # fmt: skip
+        return pd.DataFrame({name: pd.Series([], dtype=types[name]) for name in columns})
     row = steps.row(step - 1, named=True)
     titles = service.load(run).items["title"].to_numpy()
     held = set(np.asarray(traj.heldout).tolist())
