@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--fidelity-users", type=int, default=1000)
     parser.add_argument("--explainers", default="spinrec,cosine,random")
     parser.add_argument("--projection", choices=("pca", "umap"), default="pca")
+    parser.add_argument("--dashboard-model", default="fism", help="run served (fism)")
     parser.add_argument("--home", default="/tmp/scale-bench-home", help="RECLENS_HOME")
     parser.add_argument("--switches", type=int, default=5, help="user switches measured")
     args = parser.parse_args()
