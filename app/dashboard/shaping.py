@@ -241,7 +241,7 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
         {
             "path": np.arange(1, baselines.shape[0] + 1),
             "baseline user": user_ids[baselines],
-            "history size": loaded.opened.activity[baselines],
+            "history (training part)": loaded.opened.activity[baselines],
             "deletion AUC": np.asarray(exp.criterion, dtype=np.float64),
             "chosen": np.arange(baselines.shape[0]) == int(exp.chosen),
         }
