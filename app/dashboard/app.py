@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import panel as pn
 from panel.theme.fast import Fast
@@ -350,9 +351,26 @@ class Page:
 
     # -- page ------------------------------------------------------------------------------
     def sync_url(self) -> None:
-        """Keep ``dataset``, ``run``, ``user``, ``item`` and ``tab`` in the page URL."""
-        if pn.state.location is not None:
-            pn.state.location.sync(self.state, {name: name for name in URL_FIELDS})
+        """Keep ``dataset``, ``run``, ``user``, ``item`` and ``tab`` in the page URL.
+
+        The URL is read once, by :meth:`_apply_args`, and from then on only written: the whole
+        query at once (:func:`url_query`), when the page has loaded in the browser and at every
+        change of one of those fields. Panel's ``location.sync`` is not used: it applies the
+        URL's values over the page's (a ``run=`` that is not in the runs folder was put back
+        over the fallback run), and the browser's own address replaces the query it writes
+        before the page has loaded (a link opened without ``run=`` never gained it).
+        """
+        if pn.state.location is None:
+            return
+        self.state.param.watch(self._write_url, list(URL_FIELDS))
+        pn.state.onload(self._write_url)
+
+    def _write_url(self, *_: Any) -> None:
+        location = pn.state.location
+        if location is not None:
+            query = url_query(self.state)
+            if location.search != query:
+                location.search = query
 
     def dispose(self) -> None:
         """Drop this session's caches (the browser tab was closed)."""
@@ -390,6 +408,13 @@ class Page:
             sidebar_width=320,
             main_layout=None,
         )
+
+
+def url_query(state: Selection) -> str:
+    """The page URL's query for ``state``: every non-empty field of :data:`URL_FIELDS`, the run
+    always (a link keeps its run when a newer one becomes the default)."""
+    fields = {name: getattr(state, name) for name in URL_FIELDS}
+    return "?" + urlencode({name: value for name, value in fields.items() if value})
 
 
 VIEWS: dict[str, type[TabView]] = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pandas as pd
 
 from data.errors import ReclensError
 from engine.run_comparison import paired_values
-from engine.runs import RunSummary, scan_runs, verify_run
+from engine.runs import METRICS, RunSummary, read_json, scan_runs, verify_run
 from engine.stats import Comparison, compare_many, significant
 
 LEADERBOARD_BEYOND: tuple[str, ...] = (
@@ -46,6 +47,53 @@ class DashboardError(ReclensError):
     """Something the page cannot show; the message says what to do."""
 
 
+@dataclass(frozen=True)
+class ValidationCurve:
+    """How a run's weights were chosen, from its ``metrics.json``.
+
+    ``metric``: the validation selection metric; ``epochs`` and ``values``: each evaluated
+    epoch (1-based) and its validation ``metric``, in order; ``kept_epoch``: the epoch whose
+    weights were saved (0 for a closed-form fit); ``epochs_run``: epochs trained;
+    ``planned``: epochs asked for; ``stopped_early``: stopped by patience or a time budget.
+    """
+
+    metric: str
+    epochs: tuple[int, ...]
+    values: tuple[float, ...]
+    kept_epoch: int
+    epochs_run: int
+    planned: int
+    stopped_early: bool
+
+    @property
+    def kept(self) -> str:
+        """The leaderboard's words: ``"20 of 30"``, or ``"closed form"``."""
+        if self.epochs_run == 0:
+            return "closed form"
+        return f"{self.kept_epoch} of {self.epochs_run}"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ValidationCurve:
+        """Read from a ``metrics.json`` object (fields missing in older runs count as none)."""
+        history = record.get("history")
+        reports = [r for r in history if isinstance(r, dict)] if isinstance(history, list) else []
+        evaluated = [
+            (int(r["epoch"]), value)
+            for r in reports
+            if _is_number(r.get("epoch")) and (value := number(r.get("valid"))) is not None
+        ]
+        planned = max((int(r["epochs"]) for r in reports if _is_number(r.get("epochs"))), default=0)
+        return cls(
+            metric=str(record.get("valid_metric") or "ndcg@10"),
+            epochs=tuple(e for e, _ in evaluated),
+            values=tuple(v for _, v in evaluated),
+            kept_epoch=int(number(record.get("best_epoch")) or 0),
+            epochs_run=int(number(record.get("epochs_run")) or 0),
+            planned=planned,
+            stopped_early=bool(record.get("stopped_early", False)),
+        )
+
+
 class RunCatalogue:
     """Complete runs under ``runs_root``, newest first, with their ids."""
 
@@ -55,6 +103,7 @@ class RunCatalogue:
         self._listing: tuple[float, list[RunSummary], list[tuple[str, str]]] = (0.0, [], [])
         self._verified: dict[Path, tuple[tuple, str | None]] = {}
         self._versus: dict[tuple, dict[str, str]] = {}
+        self._curves: dict[Path, tuple[tuple, ValidationCurve]] = {}
 
     def summaries(self, refresh: bool = False) -> list[RunSummary]:
         """Verified runs in the runs folder, newest first (cached :data:`LISTING_SECONDS`)."""
@@ -127,15 +176,31 @@ class RunCatalogue:
                 return s.config.dataset.source
         return default
 
+    def validation_curve(self, run_id: str) -> ValidationCurve:
+        """The validation curve and kept epoch of ``run_id`` (read again when its folder
+        changes)."""
+        return self._curve(self.summary(run_id).path)
+
+    def _curve(self, folder: Path) -> ValidationCurve:
+        key = _stamp(folder)
+        known = self._curves.get(folder)
+        if known is None or known[0] != key:
+            known = (key, ValidationCurve.from_record(read_json(folder / METRICS)))
+            self._curves[folder] = known
+        return known[1]
+
     def leaderboard(self) -> pd.DataFrame:
-        """One row per run: id, dataset, model, created, test metrics, ``train <stage>`` seconds."""
+        """One row per run: id, dataset, model, created, kept epoch (``"20 of 30"``), test
+        metrics, ``train <stage>`` seconds."""
         rows = []
         for s in self.summaries():
+            run_id = self.run_id_of(s.path)
             row: dict[str, Any] = {
-                "run": self.run_id_of(s.path),
+                "run": run_id,
                 "dataset": s.dataset,
                 "model": s.model,
                 "created": s.created,
+                "kept epoch": self._curve(s.path).kept,
             }
             row.update({k: number(v) for k, v in s.metrics.items() if _is_number(v)})
             row.update({f"train {k}": number(v) for k, v in s.seconds.items() if _is_number(v)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import holoviews as hv
@@ -66,33 +67,114 @@ def activity_histogram(user_counts: np.ndarray, bins: int = 30) -> hv.Histogram:
     )
 
 
-def tradeoff_scatter(board: pd.DataFrame, x: str, y: str, selected: str = "") -> hv.Overlay:
-    """Runs as points on two metrics (``x`` and ``y`` columns of ``board``), labelled by run.
+MODEL_ORDER: tuple[str, ...] = (
+    "pop", "itemknn", "ease", "fism", "fism-neumf", "multvae", "multdae", "diffrec", "ials",
+    "bpr", "lightgcn", "mf", "neumf",
+)  # fmt: skip
+"""The models with a fixed colour (:func:`model_colour`), in palette order."""
 
-    ``board`` has a ``run`` and a ``model`` column plus metric columns; ``selected`` names the
-    run drawn larger and in the highlight colour. Runs missing either metric are left out.
+
+def model_colour(model: str) -> str:
+    """One fixed colour per model name, the same in every view and whatever runs are listed
+    (a model not in :data:`MODEL_ORDER` gets one from a checksum of its name)."""
+    if model in MODEL_ORDER:
+        return PALETTE[MODEL_ORDER.index(model) % len(PALETTE)]
+    return PALETTE[zlib.crc32(model.encode("utf-8")) % len(PALETTE)]
+
+
+def tradeoff_scatter(
+    board: pd.DataFrame,
+    x: str,
+    y: str,
+    selected: str = "",
+    x_label: str = "",
+    y_label: str = "",
+) -> hv.Overlay:
+    """Runs as points on two metrics (``x`` and ``y`` columns of ``board``), labelled by model.
+
+    ``board`` has ``run`` and ``model`` columns (and ``dataset``: when it holds more than one
+    dataset, labels name it too) plus metric columns; each model has its :func:`model_colour`;
+    ``selected`` names the run drawn with a ring; ``x_label``/``y_label`` are the axes' words.
+    Runs missing either metric are left out. The ranges are padded so labels are not clipped.
     """
-    cols = ["run", "model", x, y] if x != y else ["run", "model", x]
-    frame = board.loc[:, [c for c in cols if c in board.columns]].dropna()
+    cols = ["run", "model", "dataset", x, y]
+    frame = board.loc[:, [c for c in dict.fromkeys(cols) if c in board.columns]].dropna()
     if x not in frame.columns or y not in frame.columns:
         frame = pd.DataFrame({"run": [], "model": [], x: [], y: []})
-    frame = frame.assign(is_selected=frame["run"] == selected)
-    points = hv.Points(frame, [x, y], ["run", "model", "is_selected"]).opts(
+    if "dataset" not in frame.columns:
+        frame = frame.assign(dataset="")
+    several = frame["dataset"].nunique() > 1
+    frame = frame.assign(
+        is_selected=frame["run"] == selected,
+        label=[
+            f"{m} \u00b7 {d}" if several else str(m)
+            for m, d in zip(frame["model"], frame["dataset"], strict=True)
+        ],
+    )
+    colours = {m: model_colour(str(m)) for m in frame["model"].unique()}
+    x_dim, y_dim = hv.Dimension(x, label=x_label or x), hv.Dimension(y, label=y_label or y)
+    vdims = ["run", "model", "dataset", "label", "is_selected"]
+    points = hv.Points(frame, [x_dim, y_dim], vdims).opts(
         color="model",
-        cmap=list(PALETTE),
+        cmap=colours,
         size=12,
         tools=["hover"],
         line_color="black",
         show_legend=True,
     )
-    chosen = hv.Points(frame[frame["is_selected"]], [x, y], ["run"]).opts(
+    chosen = hv.Points(frame[frame["is_selected"]], [x_dim, y_dim], ["run"]).opts(
         size=22, fill_alpha=0, line_color=HIGHLIGHT, line_width=3
     )
-    labels = hv.Labels(frame, [x, y], "model").opts(
-        text_font_size="9pt", yoffset=0, xoffset=0, text_align="left", text_baseline="bottom"
+    span = frame[y].max() - frame[y].min() if len(frame) > 1 else 0.0
+    labels = hv.Labels(frame, [x_dim, y_dim], "label").opts(
+        text_font_size="9pt",
+        yoffset=0.04 * span if span > 0 else 0.0,
+        text_align="center",
+        text_baseline="bottom",
     )
     return (points * chosen * labels).opts(
-        responsive=True, height=300, title=f"{y} against {x}", legend_position="right"
+        responsive=True,
+        height=320,
+        padding=(0.2, 0.25),
+        title=f"{y_label or y} against {x_label or x}",
+        legend_position="right",
+    )
+
+
+def validation_curve(
+    epochs: Sequence[int], values: Sequence[float], kept_epoch: int, metric: str = "valid metric"
+) -> hv.Overlay:
+    """The validation ``metric`` per evaluated epoch, the kept epoch marked.
+
+    ``epochs``: evaluated epochs (1-based, increasing); ``values``: the validation metric at
+    each; ``kept_epoch``: the epoch whose weights the run saved, drawn as a star on a dashed
+    vertical line (absent from ``epochs`` for a run without validation: no mark).
+    """
+    frame = pd.DataFrame(
+        {"epoch": np.asarray(epochs, dtype=np.int64), "valid": np.asarray(values, dtype=float)}
+    )
+    dims = ("epoch", ("valid", metric))
+    curve = hv.Curve(frame, *dims).opts(color=PALETTE[2], tools=["hover"])
+    dots = hv.Scatter(frame, *dims).opts(color=PALETTE[2], size=6, tools=["hover"])
+    kept = frame[frame["epoch"] == int(kept_epoch)]
+    overlay = curve * dots
+    if len(kept):
+        line = hv.VLine(float(kept_epoch)).opts(color=HIGHLIGHT, line_dash="dashed", line_width=1.5)
+        star = hv.Scatter(kept, *dims, label=f"kept: epoch {int(kept_epoch)}").opts(
+            color=HIGHLIGHT, marker="star", size=18, line_color="black"
+        )
+        overlay = overlay * line * star
+    ticks = sorted(set(frame["epoch"].tolist()))
+    return overlay.opts(
+        responsive=True,
+        height=220,
+        padding=0.1,
+        xticks=ticks if 0 < len(ticks) <= 15 else None,  # whole epochs, not 1.2, 1.4...
+        xlabel="epoch",
+        ylabel=f"validation {metric}",
+        title=f"Validation {metric} per evaluated epoch",
+        legend_position="top_left",
+        show_legend=bool(len(kept)),
     )
 
 

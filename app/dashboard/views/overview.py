@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.dashboard.catalogue import VERSUS_METRIC
+from app.dashboard.catalogue import LEADERBOARD_BEYOND, VERSUS_METRIC
 from app.dashboard.plots import overview as plots
 from app.dashboard.views.common import (
     TabView,
@@ -23,10 +24,17 @@ from app.dashboard.views.common import (
     markdown,
     md,
     no_selection,
+    table_title,
 )
+from app.dashboard.views.validation import validation_panel
 from data.errors import ReclensError
+from engine.metric_labels import metric_label
 
 DEFAULT_X = "ndcg@10"
+SCOPES: dict[str, str] = {"this dataset": "dataset", "every dataset": "all"}
+"""The leaderboard's choices of runs shown: the selected run's dataset, or every dataset."""
+TIMING_PREFIX = "train "
+"""Leaderboard columns of seconds per training stage are named ``train <stage>``."""
 
 
 class OverviewView(TabView):
@@ -34,6 +42,9 @@ class OverviewView(TabView):
 
     x_metric = param.String(default=DEFAULT_X, doc="Metric on the scatter's x axis.")
     y_metric = param.String(default="recall@10", doc="Metric on the scatter's y axis.")
+    scope = param.Selector(
+        default="dataset", objects=list(SCOPES.values()), doc="Runs shown: one dataset or all."
+    )
     job_id = param.String(default="", doc="The training job this session follows.")
     tick = param.Integer(default=0, doc="Bumped while a job runs, to refresh its curves.")
 
@@ -41,17 +52,21 @@ class OverviewView(TabView):
         super().__init__(**params)
         self._cache_board: dict[str, pd.DataFrame] = {}
         metrics = self.metric_names()
-        self._x = pn.widgets.Select(label="x metric", options=metrics, width=160)
-        self._y = pn.widgets.Select(label="y metric", options=metrics, width=160)
+        self._x = pn.widgets.Select(label="x metric", options=labelled(metrics), width=200)
+        self._y = pn.widgets.Select(label="y metric", options=labelled(metrics), width=200)
         if metrics:
             self.x_metric = DEFAULT_X if DEFAULT_X in metrics else metrics[0]
             self.y_metric = next((m for m in metrics if m.startswith("recall")), metrics[-1])
         self._x.value, self._y.value = self.x_metric, self.y_metric
         self._x.link(self, value="x_metric")
         self._y.link(self, value="y_metric")
-        self.state.param.watch(self._on_run, "run")
+        self.state.param.watch(self._on_run, ["run", "dataset"])
+        self._scope = pn.widgets.RadioButtonGroup(options=SCOPES, value=self.scope, width=240)
+        self._scope.link(self, value="scope")
+        self.param.watch(self._on_run, "scope")
+        board = self.board()
         self._table = pn.widgets.Tabulator(
-            self.board(),
+            board,
             pagination="local",
             page_size=10,
             sizing_mode="stretch_width",
@@ -60,7 +75,8 @@ class OverviewView(TabView):
             header_filters=False,
             selectable=1,
             hidden_columns=["created"],
-            frozen_columns=["model"],
+            titles=board_titles(board),
+            groups=board_groups(board),
         )
         self._table.on_click(self._on_row_click)
         self._model = pn.widgets.Select(label="model", options=self._models(), width=140)
@@ -78,16 +94,20 @@ class OverviewView(TabView):
 
     # -- data ------------------------------------------------------------------------------
     def board(self) -> pd.DataFrame:
-        """Leaderboard: the service's run table plus beyond-accuracy means where stored."""
+        """Leaderboard: the service's run table plus beyond-accuracy means where stored, of the
+        selected run's dataset (of every dataset when :attr:`scope` is ``"all"``)."""
         frame = self.service.leaderboard()
+        if not frame.empty and self.scope == "dataset" and self.state.dataset:
+            frame = frame[frame["dataset"] == self.state.dataset].reset_index(drop=True)
         if frame.empty:
             return pd.DataFrame({"run": [], "model": [], "dataset": []})
         extra = [self.service.beyond_means(r) for r in frame["run"]]
         beyond = pd.DataFrame(extra, index=frame.index)
         frame = pd.concat([frame, beyond.loc[:, ~beyond.columns.isin(frame.columns)]], axis=1)
-        first = ["model", "dataset", "run", "created"]
-        rest = [c for c in frame.columns if c not in first]
-        frame = frame[first + rest]
+        first = ["model", "dataset", "run", "created", "kept epoch"]
+        timing = [c for c in frame.columns if c.startswith(TIMING_PREFIX)]
+        rest = [c for c in frame.columns if c not in first and c not in timing]
+        frame = frame[[c for c in first if c in frame.columns] + rest + timing]
         numeric = frame.select_dtypes("number").columns
         frame[numeric] = frame[numeric].round(4)
         return self._with_versus(frame)
@@ -159,9 +179,15 @@ class OverviewView(TabView):
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             self._poll = pn.state.add_periodic_callback(self._refresh_job, period=500)
 
-    def _on_run(self, _: Any = None) -> None:
-        """The selected run changed: the comparison column follows it."""
-        self._table.value = self.board()
+    def _on_run(self, *_: Any) -> None:
+        """The selected run, its dataset or the runs shown changed: the table follows."""
+        self._show_board()
+
+    def _show_board(self) -> None:
+        board = self.board()
+        self._table.param.update(
+            value=board, titles=board_titles(board), groups=board_groups(board)
+        )
 
     def _on_cancel(self, _: Any = None) -> None:
         job = self.service.job(self.job_id)
@@ -184,9 +210,9 @@ class OverviewView(TabView):
         self._start.disabled = False
         icon = {"done": "\u2705", "cancelled": "\u23f9", "failed": "\u26a0"}.get(job.status, "")
         self._status.object = f"{icon} {hide_paths(job.message)}"
-        self._table.value = self.board()
+        self._show_board()
         self._show_broken()
-        self._x.options = self._y.options = self.metric_names()
+        self._x.options = self._y.options = labelled(self.metric_names())
         if job.status == "done" and job.run_id:
             self.state.run = job.run_id
 
@@ -233,16 +259,29 @@ class OverviewView(TabView):
             sizing_mode="stretch_width",
         )
 
-    @param.depends("x_metric", "y_metric", "state.run")
+    @param.depends("x_metric", "y_metric", "scope", "state.run", "state.dataset")
     @guarded
     def tradeoff(self) -> pn.viewable.Viewable:
-        """Scatter of every run on the two chosen metrics."""
+        """Scatter of the leaderboard's runs on the two chosen metrics."""
         frame = self.board()
         if frame.empty:
             return no_selection("No runs yet: train one below or run `reclens demo`.")
         return hv_pane(
-            plots.tradeoff_scatter(frame, self.x_metric, self.y_metric, selected=self.state.run)
+            plots.tradeoff_scatter(
+                frame,
+                self.x_metric,
+                self.y_metric,
+                selected=self.state.run,
+                x_label=metric_label(self.x_metric),
+                y_label=metric_label(self.y_metric),
+            )
         )
+
+    @param.depends("state.run", "tick")
+    @guarded
+    def run_curve(self) -> pn.viewable.Viewable:
+        """The selected run's validation curve, the epoch it kept marked."""
+        return validation_panel(self.service, self.state.run)
 
     @param.depends("tick", "job_id")
     @guarded
@@ -273,14 +312,18 @@ class OverviewView(TabView):
         board = pn.Column(
             pn.Row(
                 markdown(md("### Leaderboard"), margin=(0, 10)),
+                self._scope,
                 pn.HSpacer(),
                 csv_download(self.board, "reclens-leaderboard.csv"),
             ),
             self._table,
             self._broken,
             caption(
-                "Every saved run with its test accuracy (recall, NDCG\u2026 at 10 and 20) and "
-                "beyond-accuracy metrics; click a column to sort, a row to select the run. "
+                "The saved runs of the selected run's dataset (or of every dataset) with the "
+                "epoch each kept (of the epochs it ran), its test accuracy (recall, NDCG\u2026 "
+                "at 10 and 20), beyond-accuracy metrics of its top-10 lists and, apart, the "
+                "seconds each training stage took; click a column to sort, a row to select the "
+                "run. "
                 "\u201cvs selected run\u201d compares each run trained on the same split with "
                 "the selected one over the same test users (paired t-test, Holm-corrected over "
                 "the runs compared); higher or lower only where that test says so."
@@ -301,6 +344,7 @@ class OverviewView(TabView):
             pn.Row(self._model, self._epochs, self._start, self._cancel),
             pn.Row(self._progress, self._status),
             live(self.job_curves),
+            live(self.run_curve),
             sizing_mode="stretch_width",
         )
         return pn.Column(
@@ -309,3 +353,31 @@ class OverviewView(TabView):
             pn.Row(scatter, training, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
+
+
+def labelled(metrics: list[str]) -> dict[str, str]:
+    """Select options for metric ids: label in words -> id."""
+    return {metric_label(m): m for m in metrics}
+
+
+def board_titles(board: pd.DataFrame) -> dict[str, str]:
+    """Leaderboard column titles: metrics in words, seconds by stage (escaped for Tabulator)."""
+    return {
+        column: table_title(
+            str(column).removeprefix(TIMING_PREFIX)
+            if str(column).startswith(TIMING_PREFIX)
+            else metric_label(str(column))
+        )
+        for column in board.columns
+    }
+
+
+def board_groups(board: pd.DataFrame) -> dict[str, list[str]]:
+    """Leaderboard column groups: test accuracy, beyond accuracy, training seconds."""
+    columns = [str(c) for c in board.columns]
+    groups = {
+        "Test accuracy": [c for c in columns if re.fullmatch(r"[a-z_]+@\d+", c)],
+        "Beyond accuracy (top-10 lists)": [c for c in columns if c in LEADERBOARD_BEYOND],
+        "Training time (seconds)": [c for c in columns if c.startswith(TIMING_PREFIX)],
+    }
+    return {table_title(title): cols for title, cols in groups.items() if cols}
