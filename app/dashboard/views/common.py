@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -78,13 +79,48 @@ class TextPane(pn.pane.Markdown):
         return super()._transform_object(as_markup(obj))
 
 
+MESSAGE_CSS = """
+:host { max-height: 9em; overflow-y: auto; }
+:host, :host * { overflow-wrap: anywhere; word-break: break-word; white-space: normal; }
+"""
+"""A message box wraps long words and scrolls past a few lines instead of overflowing."""
+SAME_MESSAGE = "The same message as above."
+
+
 class MessagePane(pn.pane.Alert):
-    """An alert box that renders only :class:`Markup`; any other object is shown as text."""
+    """An alert box that renders only :class:`Markup`; any other object is shown as text.
+
+    A message already shown by another visible message box of the same page (a bad user id
+    reported at the top and by every panel that needs the user) reads :data:`SAME_MESSAGE`
+    instead of repeating it.
+    """
 
     priority: ClassVar[float | bool | None] = 0
+    _shown: ClassVar[weakref.WeakKeyDictionary[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, object: Any = None, **params: Any) -> None:
+        params["stylesheets"] = [*params.get("stylesheets", []), MESSAGE_CSS]
+        super().__init__(object, **params)
 
     def _transform_object(self, obj: Any) -> dict[str, Any]:
-        return super()._transform_object(as_markup(obj))
+        text = as_markup(obj)
+        if text and self._repeats(text):
+            text = Markup(escape_text(SAME_MESSAGE))
+        return super()._transform_object(text)
+
+    def _repeats(self, text: str) -> bool:
+        """Whether another visible message box of this page shows ``text`` (else this box
+        becomes the one that shows it)."""
+        doc = pn.state.curdoc
+        if doc is None:
+            return False
+        shown = self._shown.setdefault(doc, {})
+        owner = shown.get(text)
+        other = owner() if owner is not None else None
+        if other is not None and other is not self and other.visible and other._models:
+            return True
+        shown[text] = weakref.ref(self)
+        return False
 
 
 def markdown(text: object = "", **params: Any) -> TextPane:

@@ -33,6 +33,7 @@ from app.dashboard.views.common import (
     no_selection,
     table_title,
 )
+from data.errors import ReclensError
 from engine.beyond import METRIC_DOCS
 from engine.metric_labels import metric_label
 
@@ -75,7 +76,7 @@ class FairnessView(TabView):
         super().__init__(**params)
         self._cache_rows: dict[tuple, dict[str, float]] = {}
         self._selected = SelectedUser(user=self.state.user)
-        self._header = markdown()
+        self._header = markdown(styles={"overflow-wrap": "anywhere"})
         self._note = friendly("", "info", visible=False)
         self._left_out = caption("")
         self._group_by = pn.widgets.Select.from_param(self.param.group_by, label="Group users by")
@@ -160,6 +161,8 @@ class FairnessView(TabView):
             k=self.state.k,
         )
         missing = bool(user and self.state.run) and not self.user_values(user)
+        if missing and not self._known(user):
+            missing = False  # an unknown id: the page's message says so
         if missing:
             self._note.object = md(
                 "User {user} has no held-out test items, so they are not among the evaluated "
@@ -168,6 +171,14 @@ class FairnessView(TabView):
             )
         if self._note.visible != missing:
             self._note.visible = missing
+
+    def _known(self, user: str) -> bool:
+        """Whether ``user`` is a user of the selected run's dataset."""
+        try:
+            self.service.load(self.state.run).user_index(user)
+        except ReclensError:
+            return False
+        return True
 
     @param.depends("state.run", "state.k")
     @guarded
