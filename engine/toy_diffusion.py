@@ -7,8 +7,11 @@ step with the DDPM (ancestral) or DDIM (deterministic) sampler, with as many ste
 noise schedule (linear or cosine) you like.
 
 Model (Ho et al. 2020): ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` over T steps; the
-MLP ``eps_hat(x_t, t)`` (a projected sinusoidal time embedding concatenated to the point, SiLU
-layers) is trained with the plain ``||eps - eps_hat||^2`` loss. Sampling walks a strided
+MLP ``eps_hat(x_t, t)`` (the point, its Fourier features and a projected sinusoidal time
+embedding, then residual SiLU blocks) is trained with the squared error to the stable target
+(Xu et al. 2023): the posterior mean of eps given ``x_t`` over the batch's points, which has far
+less variance than the drawn eps; the trained steps are drawn as ``T * u^2`` (u uniform), so the
+low-noise steps that make the shape crisp get most of the training. Sampling walks a strided
 subsequence tau_S > ... > tau_1 of the T steps with the generalised DDIM update (Song et al.
 2021)::
 
@@ -18,20 +21,25 @@ subsequence tau_S > ... > tau_1 of the T steps with the generalised DDIM update 
 
 ``eta = 1`` is DDPM's ancestral sampler (exactly, with all T steps), ``eta = 0`` is DDIM.
 Points are standardised (mean, one overall scale) for training and mapped back for output.
+A trained model is saved to and loaded from a safetensors file (:meth:`ToyDiffusion.save`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from data.errors import ReclensError
@@ -40,6 +48,8 @@ SHAPES: tuple[str, ...] = ("moons", "spiral", "circle", "smiley")
 TOY_SCHEDULES: tuple[str, ...] = ("linear", "cosine")
 SAMPLERS: tuple[str, ...] = ("ddpm", "ddim")
 Sampler = Literal["ddpm", "ddim"]
+TOY_FORMAT = "reclens-toy-diffusion-2"
+"""Written into every saved toy model; a file of another format is not loaded."""
 
 
 # -- shapes ---------------------------------------------------------------------------------------
@@ -110,28 +120,37 @@ def toy_schedule(n_steps: int, kind: str = "linear") -> np.ndarray:
 
 
 class ToyDenoiser(nn.Module):
-    """eps_hat = MLP([x_t, W emb(t)]): x [batch, 2], t [batch] (long) -> [batch, 2].
+    """eps_hat(x_t, t): x [batch, 2], t [batch] (long) -> [batch, 2].
 
-    The sinusoidal embeddings of the ``n_steps`` steps are precomputed (a [n_steps, emb_size]
-    buffer), so a training step runs only the linear layers and their activations.
+    The input is the point, its Fourier features ``sin(2^k x), cos(2^k x)`` for k < ``n_freqs``
+    (they let a small MLP draw thin curves) and a projected sinusoidal embedding of t; a linear
+    layer maps them to ``hidden`` units, then ``depth`` residual blocks ``h + W silu(h)``. The
+    time embeddings of the ``n_steps`` steps are precomputed (a [n_steps, emb_size] buffer).
     """
 
-    def __init__(self, n_steps: int, hidden: int = 128, depth: int = 3, emb_size: int = 32) -> None:
+    def __init__(
+        self, n_steps: int, hidden: int = 128, depth: int = 3, emb_size: int = 32, n_freqs: int = 6
+    ) -> None:
         super().__init__()
+        self.hidden, self.depth, self.emb_size, self.n_freqs = hidden, depth, emb_size, n_freqs
         half = emb_size // 2
         freqs = torch.exp(-math.log(1000.0) * torch.arange(half) / half)
         args = torch.arange(n_steps).float()[:, None] * freqs[None]
         self.register_buffer("table", torch.cat([torch.cos(args), torch.sin(args)], -1))
+        self.register_buffer("octaves", 2.0 ** torch.arange(n_freqs).float())
         self.time_proj = nn.Linear(2 * half, 2 * half)
-        sizes = [2 + 2 * half] + [hidden] * depth
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.inp = nn.Linear(2 + 4 * n_freqs + 2 * half, hidden)
+        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
         self.out = nn.Linear(hidden, 2)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        h = torch.cat([x, self.time_proj(self.table[t])], -1)
-        for layer in self.layers:
-            h = F.silu(layer(h))
-        return self.out(h)
+        angles = (x[:, :, None] * self.octaves).flatten(1)
+        h = self.inp(
+            torch.cat([x, torch.sin(angles), torch.cos(angles), self.time_proj(self.table[t])], -1)
+        )
+        for block in self.blocks:
+            h = h + block(F.silu(h))
+        return self.out(F.silu(h))
 
 
 # -- the diffusion --------------------------------------------------------------------------------
@@ -168,7 +187,7 @@ class ToyDiffusion:
         *,
         n_steps: int = 100,
         schedule: str = "cosine",
-        iters: int = 3000,
+        iters: int = 800,
         batch_size: int = 256,
         lr: float = 1e-2,
         hidden: int = 128,
@@ -179,10 +198,10 @@ class ToyDiffusion:
         """Train on ``points`` [n, 2] (or a shape name from :data:`SHAPES`, 2000 points).
 
         Adam with a cosine-decayed learning rate, ``iters`` steps of ``batch_size`` points drawn
-        with replacement; ``callback(iteration, loss)`` is called every 100 iterations.
+        with replacement, each noised at a step ``t = floor(T u^2)``; the regression target is
+        the stable target (see the module docstring). ``callback(iteration, loss)`` is called
+        every 100 iterations and after the last.
         """
-        import time
-
         start = time.perf_counter()
         data = make_shape(points, seed=seed) if isinstance(points, str) else np.asarray(points)
         if data.ndim != 2 or data.shape[1] != 2 or len(data) < 2:
@@ -202,22 +221,65 @@ class ToyDiffusion:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters, eta_min=lr * 0.05)
         losses: list[float] = []
         for it in range(iters):
-            idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
-            x0 = x_all[idx]
-            t = torch.randint(0, n_steps, (batch_size,), generator=gen)
-            eps = torch.randn(x0.shape, generator=gen)
+            x0 = x_all[torch.randint(0, len(x_all), (batch_size,), generator=gen)]
+            u = torch.rand(batch_size, generator=gen)
+            t = (u.square() * n_steps).long().clamp(max=n_steps - 1)
             a = abar[t][:, None]
-            x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-            loss = F.mse_loss(net(x_t, t), eps)
+            x_t = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=gen)
+            loss = F.mse_loss(net(x_t, t), _stable_target(x_t, a, x0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-            if callback is not None and (it + 1) % 100 == 0:
+            if callback is not None and ((it + 1) % 100 == 0 or it + 1 == iters):
                 callback(it + 1, losses[-1])
         net.eval()
         return cls(net, betas, schedule, center, scale, losses, time.perf_counter() - start)
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to a safetensors file (weights, schedule, standardisation, losses)."""
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tensors |= {
+            "betas": torch.tensor(self.betas),
+            "center": torch.tensor(np.asarray(self.center, dtype=np.float64)),
+            "losses": torch.tensor(self.losses, dtype=torch.float32),
+        }
+        net = self.net
+        meta = {"hidden": net.hidden, "depth": net.depth, "emb_size": net.emb_size,
+                "n_freqs": net.n_freqs, "scale": self.scale, "seconds": self.seconds}  # fmt: skip
+        save_file(
+            tensors, str(path), metadata={"format": TOY_FORMAT, "schedule": self.schedule,
+                                          "settings": json.dumps(meta)},
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path) -> ToyDiffusion:
+        """A model written by :meth:`save`; a file that is not one raises :class:`ReclensError`."""
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not iterable)
+        except (OSError, SafetensorError) as err:
+            raise ReclensError(f"cannot read the toy model {path}: {err}") from err
+        if meta.get("format") != TOY_FORMAT:
+            raise ReclensError(f"{path} is not a toy model of format {TOY_FORMAT}")
+        try:
+            settings = json.loads(meta["settings"])
+            betas = tensors["betas"].numpy()
+            net = ToyDenoiser(
+                len(betas), hidden=int(settings["hidden"]), depth=int(settings["depth"]),
+                emb_size=int(settings["emb_size"]), n_freqs=int(settings["n_freqs"]),
+            )  # fmt: skip
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            model = cls(
+                net, betas, meta["schedule"], tensors["center"].numpy(), float(settings["scale"]),
+                tensors["losses"].tolist(), float(settings["seconds"]),
+            )  # fmt: skip
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ReclensError(f"the toy model {path} is incomplete: {err}") from err
+        net.eval()
+        return model
 
     @torch.no_grad()
     def sample(
@@ -276,6 +338,18 @@ class ToyDiffusion:
         if not 1 <= n <= self.n_steps:
             raise ReclensError(f"sampling steps must be within 1..{self.n_steps}, got {n}")
         return np.unique(np.round(np.linspace(0, self.n_steps - 1, n)).astype(np.int64))
+
+
+def _stable_target(x_t: Tensor, abar: Tensor, x0: Tensor) -> Tensor:
+    """E[eps | x_t] [batch, 2] with the batch's points ``x0`` [batch, 2] as the data: each x_t
+    (noised from its own x0, at abar [batch, 1]) weighs every point by the Gaussian likelihood
+    of having produced it (the stable target field of Xu et al. 2023)."""
+    with torch.no_grad():
+        root = abar.sqrt()
+        var = 1 - abar
+        d2 = ((x_t[:, None, :] - root[:, :, None] * x0[None]) ** 2).sum(-1) / (2 * var)
+        mean_x0 = torch.softmax(-d2, 1) @ x0
+        return (x_t - root * mean_x0) / var.sqrt()
 
 
 @contextlib.contextmanager

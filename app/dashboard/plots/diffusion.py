@@ -160,7 +160,8 @@ def particles(
 ) -> hv.Overlay:
     """Particles [n, 2] of the teaching diffusion at one frame, over the faint target points.
 
-    ``extent`` (x0, y0, x1, y1) fixes the axes so the animation does not jump.
+    ``extent`` (x0, y0, x1, y1) fixes the axes so the animation does not jump; one unit is as
+    long on both axes (a circle is drawn round).
     """
     layers = []
     if target is not None:
@@ -175,6 +176,6 @@ def particles(
         )
     )
     return hv.Overlay(layers).opts(
-        responsive=True, height=420, title=title, legend_position="top_right",
+        data_aspect=1, frame_height=400, title=title, legend_position="top_right",
         **({"xlim": (extent[0], extent[2]), "ylim": (extent[1], extent[3])} if extent else {}),
     )  # fmt: skip

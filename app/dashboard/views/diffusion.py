@@ -10,7 +10,10 @@ the walk moves (:func:`engine.trajectory.motion`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+from collections.abc import AsyncIterator
 from typing import Any
 
 import holoviews as hv
@@ -19,12 +22,15 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.dashboard import teaching
 from app.dashboard.engine_service import DashboardError, EngineService
 from app.dashboard.plots import diffusion as plots
+from app.dashboard.teaching import Progress
 from app.dashboard.views.common import (
     TabView,
     caption,
     divider,
+    error_pane,
     friendly,
     guarded,
     hv_pane,
@@ -52,7 +58,9 @@ class DiffusionView(TabView):
     shape = param.Selector(default="moons", objects=list(SHAPES))
     sampler = param.Selector(default="ddim", objects=["ddpm", "ddim"])
     schedule = param.Selector(default="linear", objects=["linear", "cosine"])
-    toy_steps = param.Integer(default=25, bounds=(2, 100))
+    toy_steps = param.Integer(
+        default=teaching.TOY_SAMPLING_STEPS, bounds=(2, teaching.TOY_TRAIN_STEPS)
+    )
     frame = param.Integer(default=0, bounds=(0, None))
 
     def __init__(self, **params: Any) -> None:
@@ -260,17 +268,20 @@ class DiffusionView(TabView):
         )
 
     def toy_extent(self, frames: np.ndarray, target: np.ndarray) -> tuple[float, ...]:
-        """Axes that hold the target and most particles of every frame."""
+        """A square box (x0, y0, x1, y1) that holds the target and most final particles (the
+        plot has equal units on both axes, so a square box is a square plot)."""
         pts = np.concatenate([target, frames[-1]])
         lo, hi = np.percentile(pts, 1, axis=0), np.percentile(pts, 99, axis=0)
-        pad = 0.25 * (hi - lo) + 1e-6
-        return (lo[0] - pad[0], lo[1] - pad[1], hi[0] + pad[0], hi[1] + pad[1])
+        mid, half = (lo + hi) / 2, 0.75 * float((hi - lo).max()) + 1e-6
+        return (mid[0] - half, mid[1] - half, mid[0] + half, mid[1] + half)
 
-    def toy_frames(self) -> np.ndarray:
-        """Particle frames of the teaching diffusion for the current settings."""
+    def toy_frames(self, progress: Progress | None = None) -> np.ndarray:
+        """Particle frames of the teaching diffusion for the current settings (``progress`` is
+        told how far the training is when the model has to be trained first)."""
         return self.service.teaching.frames(
-            self.shape, self.schedule, self.sampler, self.toy_steps, run_id=self.state.run
-        )
+            self.shape, self.schedule, self.sampler, self.toy_steps, run_id=self.state.run,
+            progress=progress,
+        )  # fmt: skip
 
     def toy_element(self, frame: int, **_: Any) -> hv.Overlay:
         """Particles at ``frame``."""
@@ -281,10 +292,36 @@ class DiffusionView(TabView):
         return plots.particles(frames[frame], target, title, self.toy_extent(frames, target))
 
     @param.depends("shape", "sampler", "schedule", "toy_steps")
+    async def toy_panel(self) -> AsyncIterator[pn.viewable.Viewable]:
+        """The 2-D teaching diffusion with its Player; first a progress bar while the model of
+        the chosen data and schedule trains (in a worker thread: the page stays live)."""
+        if not self.service.teaching.is_ready(self.shape, self.schedule, self.state.run):
+            bar = pn.indicators.Progress(value=0, max=teaching.TOY_ITERS, width=420)
+            done = [0]
+            yield pn.Column(
+                markdown(
+                    md("Training the toy model on **{shape}** ({n:,} iterations)\u2026",
+                       shape=self.shape, n=teaching.TOY_ITERS)
+                ),
+                bar,
+                sizing_mode="stretch_width",
+            )  # fmt: skip
+            work = asyncio.get_running_loop().run_in_executor(
+                None, functools.partial(self.toy_frames, lambda it, _loss: done.__setitem__(0, it))
+            )
+            while not work.done():
+                await asyncio.wait({work}, timeout=0.25)
+                bar.value = min(done[0], teaching.TOY_ITERS)
+            if work.exception() is not None:
+                yield error_pane(work.exception())
+                return
+        yield self.toy_body()
+
     @guarded
-    def toy_panel(self) -> pn.viewable.Viewable:
-        """The 2-D teaching diffusion with its Player."""
+    def toy_body(self) -> pn.viewable.Viewable:
+        """The Player and the particles of the (trained) teaching diffusion."""
         frames = self.toy_frames()
+        model = self.service.teaching.model(self.shape, self.schedule, self.state.run)
         self._toy_player.end = frames.shape[0] - 1
         self._toy_player.value = 0
         dmap = hv.DynamicMap(
@@ -295,9 +332,14 @@ class DiffusionView(TabView):
             self._toy_player,
             hv_pane(dmap),
             caption(
-                "Particles start as pure noise (step 0) and are denoised step by step by a small "
-                "network trained on the grey points; DDPM adds fresh noise at every step, DDIM "
-                "is deterministic and works with few steps."
+                md(
+                    "Particles start as pure noise (step 0) and are denoised step by step by a "
+                    "small network trained on the grey points ({n:,} iterations in {s:.1f} s, "
+                    "kept for the next visit); DDPM adds fresh noise at every step, DDIM is "
+                    "deterministic and works with few steps.",
+                    n=len(model.losses),
+                    s=model.seconds,
+                )
             ),
             sizing_mode="stretch_width",
         )
