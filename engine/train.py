@@ -5,7 +5,11 @@
 
 1. the model's weights are redrawn from ``config.seed`` (``reinit``), and every random draw of
    the run (batch order, sampled negatives, dropout masks, reparameterisation noise) comes from
-   that seed, so on the CPU the same seed gives the same weights and the same metrics;
+   that seed, so on the CPU the same seed gives the same weights and the same metrics, whatever
+   the thread count (which :class:`~engine.device.ThreadGovernor` changes with the machine's
+   load): training runs under torch's deterministic algorithms (:func:`deterministic`), as the
+   backward pass of advanced indexing (``h[rows]`` with repeated rows, an ``index_put_`` with
+   accumulation) otherwise adds in thread-dependent order on the CPU;
 2. each epoch shuffles the fitting users, builds their dense history rows [batch, n_items] on
    the model's device and takes one Adam/AdamW step on ``model.loss(x, ctx)`` per batch;
 3. every ``eval_every`` epochs (and after the last one) the validation ``valid_metric``
@@ -143,7 +147,10 @@ class TrainResult:
     ``metric`` (None when the split has no validation users); ``seconds``: wall seconds;
     ``cancelled``: stopped by the cancel event; ``epochs_run``: epochs completed;
     ``stopped_early``: stopped by patience or ``max_seconds``; ``metric``: the selection metric;
-    ``min_epochs``: the epochs run before patience could stop training.
+    ``min_epochs``: the epochs run before patience could stop training; ``stop``: why training
+    ended (``epochs``: all planned epochs ran; ``patience``; ``budget``: ``max_seconds`` was
+    reached; ``cancelled``; ``closed-form``); ``planned``: the planned epochs; ``budget``: the
+    ``max_seconds`` in force (None: none).
     """
 
     history: list[EpochReport] = field(default_factory=list)
@@ -155,6 +162,9 @@ class TrainResult:
     stopped_early: bool = False
     metric: str = VALID_METRIC
     min_epochs: int = 0
+    stop: str = "epochs"
+    planned: int = 0
+    budget: float | None = None
 
 
 def config_for(model: Recommender, **overrides: Any) -> TrainConfig:
@@ -188,7 +198,7 @@ def fit(
         return _fit_closed_form(model, split, train, config, callback, cancel, start)
 
     device = model.device
-    with _seeded(config.seed, device), ThreadGovernor(device) as threads:
+    with _seeded(config.seed, device), deterministic(device), ThreadGovernor(device) as threads:
         if config.reinit:
             _reset_parameters(model)
         return _fit_gradient(model, split, train, config, callback, cancel, start, threads)
@@ -205,7 +215,9 @@ def _fit_closed_form(
 ) -> TrainResult:
     metric = config.valid_metric
     if cancel is not None and cancel.is_set():
-        return TrainResult(seconds=time.perf_counter() - start, cancelled=True, metric=metric)
+        return TrainResult(
+            seconds=time.perf_counter() - start, cancelled=True, metric=metric, stop="cancelled"
+        )
     model.fit(train)
     model.eval()
     valid = _validate(model, split, metric)
@@ -219,6 +231,7 @@ def _fit_closed_form(
         seconds=report.seconds,
         epochs_run=0,
         metric=metric,
+        stop="closed-form",
     )
 
 
@@ -244,7 +257,12 @@ def _fit_gradient(
     order_gen = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
     sample_gen = torch.Generator(device=device).manual_seed(config.seed)
 
-    result = TrainResult(metric=config.valid_metric, min_epochs=config.first_stop)
+    result = TrainResult(
+        metric=config.valid_metric,
+        min_epochs=config.first_stop,
+        planned=config.epochs,
+        budget=config.max_seconds,
+    )
     best_state: dict[str, Tensor] | None = None
     since_best, step = 0, 0
     for epoch in range(1, config.epochs + 1):
@@ -276,6 +294,7 @@ def _fit_gradient(
             step += 1
             threads.tick()  # intra-op threads: the cores other processes leave free
         if result.cancelled:
+            result.stop = "cancelled"
             break
 
         elapsed = time.perf_counter() - start
@@ -307,6 +326,8 @@ def _fit_gradient(
         patient = epoch < config.first_stop or since_best < config.patience
         if out_of_time or (config.patience and not patient):
             result.stopped_early = not last or out_of_time
+            if epoch < config.epochs:
+                result.stop = "budget" if out_of_time else "patience"
             break
 
     if best_state is not None:
@@ -364,6 +385,41 @@ def _reset_parameters(model: Recommender) -> None:
     for module in model.modules():
         if module is not model and callable(getattr(module, "reset_parameters", None)):
             module.reset_parameters()
+
+
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_users = 0
+_deterministic_before: tuple[bool, bool] = (False, False)
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Torch's deterministic algorithms for the block on the CPU (no change on other devices).
+
+    The setting is process-wide, so overlapping blocks (trainings in several threads) count
+    their users and the setting found by the first is restored when the last one leaves.
+    ``warn_only``: an operation without a deterministic version warns instead of failing.
+    """
+    global _deterministic_users, _deterministic_before
+    if device.type != "cpu":
+        yield
+        return
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_users == 0:
+            _deterministic_before = (
+                torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled(),
+            )
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        _deterministic_users += 1
+    try:
+        yield
+    finally:
+        with _DETERMINISTIC_LOCK:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                enabled, warn_only = _deterministic_before
+                torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 @contextlib.contextmanager
