@@ -172,3 +172,28 @@ def test_leaderboard_columns_in_words_with_timing_apart(overview: OverviewView) 
     assert groups["Beyond accuracy (top-10 lists)"] == ["arp", "coverage"]
     assert overview._table.titles["recall@10"] == "Recall@10"
     assert board.set_index("run").loc["ml/ease-1", "kept epoch"] == "closed form"
+
+
+@pytest.mark.slow
+def test_a_saved_run_shows_its_kept_epoch_and_curve(tmp_path: Path) -> None:
+    from app.dashboard.catalogue import RunCatalogue
+    from engine.pipeline import train_run
+
+    data = {"n_users": 60, "n_items": 40, "n_interactions": 800}
+    trained = train_run(
+        "synthetic",
+        "fism",
+        device="cpu",
+        epochs=4,
+        out=tmp_path,
+        load_options=data,
+        train_options={"eval_every": 2, "valid_metric": "recall@10"},
+    )
+    catalogue = RunCatalogue(tmp_path)
+    (run,) = catalogue.run_ids()
+    curve = catalogue.validation_curve(run)
+    evaluated = [(r.epoch, r.valid) for r in trained.history if r.valid is not None]
+    assert list(zip(curve.epochs, curve.values, strict=True)) == evaluated
+    assert curve.epochs == (2, 4) and curve.metric == "recall@10"
+    assert curve.kept == f"{trained.best_epoch} of 4"
+    assert catalogue.leaderboard().set_index("run").loc[run, "kept epoch"] == curve.kept
