@@ -401,7 +401,7 @@ def test_csv_export_and_html_export(dash: Page, service: EngineService) -> None:
     assert holomap is not None and list(holomap.keys()) == list(range(steps + 1))
     frame = holomap[1]  # heat strip, top-K table, metric curves, map
     assert isinstance(frame, hv.Layout) and len(frame) == 4
-    assert any(isinstance(el, hv.Table) and len(el) == dash.state.k for el in frame)
+    assert any(isinstance(el, hv.Bars) and len(el) == dash.state.k for el in frame)
 
     data = export_html(dash.service, dash.state).getvalue()
     assert b"<html" in data.lower() and b"Why" in data and len(data) > 100_000

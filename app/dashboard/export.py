@@ -127,15 +127,17 @@ def diffusion_holomap(service: EngineService, state: Selection) -> hv.HoloMap | 
     frames = {}
     for s in range(traj.n_steps + 1):
         top = diffusion_view.topk_table(service, state.run, traj, s)
-        table = hv.Table(top.astype({"title": str, "move": str, "hit": str}), ["rank"]).opts(
-            title=f"Top-{state.k} at this step", width=420, height=280
+        table = diffusion_plots.topk_bars(top, f"Top-{state.k} at this step (green: held out)")
+        panels = (
+            (heat * diffusion_plots.step_line(s)).opts(title=diffusion_view.step_label(traj, s)),
+            table,
+            curves * diffusion_plots.step_marker(s),
+            where * diffusion_plots.trajectory_position(progress, s),
         )
-        frames[s] = (
-            (heat * diffusion_plots.step_line(s)).opts(title=diffusion_view.step_label(traj, s))
-            + table
-            + (curves * diffusion_plots.step_marker(s))
-            + (where * diffusion_plots.trajectory_position(progress, s))
-        ).cols(2)
+        # fixed sizes (a responsive plot inside a layout shrinks), and no shared axes: the
+        # strip's inverted step axis is not the curves' step axis
+        sized = [p.opts(responsive=False, width=640, height=360) for p in panels]
+        frames[s] = hv.Layout(sized).opts(shared_axes=False).cols(2)
     return hv.HoloMap(frames, kdims="step")
 
 
@@ -185,13 +187,39 @@ def standalone(page: str) -> str:
     are already inline."""
 
     def inline(match: re.Match[str]) -> str:
-        path = (DIST_DIR / match.group(1)).resolve()
-        if not path.is_file() or DIST_DIR.resolve() not in path.parents:
-            return match.group(0)
-        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+        url = _data_url(DIST_DIR / match.group(1))
+        return url if url is not None else match.group(0)
 
     return _PANEL_FILE.sub(inline, page)
+
+
+_RELATIVE_IMPORT = re.compile(r"""(\b(?:from|import)\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)\2""")
+
+
+def _data_url(path: Path, importers: frozenset[Path] = frozenset()) -> str | None:
+    """A ``data:`` URL of the installed Panel file ``path`` (None outside Panel's files). A
+    JavaScript module's relative imports become ``data:`` URLs too: a module loaded from a
+    ``data:`` URL cannot resolve a relative path (the Fast design's script imports its
+    components so, and the page stayed blank offline); ``importers``: the modules importing
+    this one (an import cycle is left as it is)."""
+    path = path.resolve()
+    root = DIST_DIR.resolve()
+    if not path.is_file() or root not in path.parents or path in importers:
+        return None
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    data = path.read_bytes()
+    if path.suffix in (".js", ".mjs"):
+
+        def imported(match: re.Match[str]) -> str:
+            url = _data_url(path.parent / match.group(3), importers | {path})
+            return (
+                match.group(0)
+                if url is None
+                else f"{match.group(1)}{match.group(2)}{url}{match.group(2)}"
+            )
+
+        data = _RELATIVE_IMPORT.sub(imported, data.decode("utf-8")).encode("utf-8")
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def export_button(service: EngineService, state: Selection) -> pn.widgets.FileDownload:

@@ -94,6 +94,24 @@ def heldout_rank_curve(progress: pd.DataFrame) -> hv.Curve:
     )  # fmt: skip
 
 
+def topk_bars(top: pd.DataFrame, title: str) -> hv.Bars:
+    """One step's top-K as horizontal bars of the score, rank 1 on top, held-out hits in green
+    (``top``: columns ``rank``, ``title``, ``score``, ``move``, ``hit``; may be empty)."""
+    frame = pd.DataFrame(
+        {
+            "item": [f"{r}. {t}" for r, t in zip(top["rank"], top["title"], strict=True)],
+            "score": top["score"].astype(float),
+            "move": top["move"].astype(str),
+            "kind": np.where(top["hit"].astype(bool), "held out", "not held out"),
+        }
+    )
+    colours = {"held out": PALETTE[2], "not held out": PALETTE[0]}
+    return hv.Bars(frame.iloc[::-1], "item", ["score", "move", "kind"]).opts(
+        invert_axes=True, color="kind", cmap=colours, tools=["hover"], height=300,
+        responsive=True, title=title, xlabel="", show_legend=False, framewise=True,
+    )  # fmt: skip
+
+
 def step_marker(step: int) -> hv.VLine:
     """The current step on the metric curves."""
     return hv.VLine(float(step)).opts(color="red", line_width=2)
