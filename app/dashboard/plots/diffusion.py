@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from app.dashboard.plots import HIGHLIGHT, MUTED, PALETTE
+from engine.metric_labels import metric_label
 
 KIND_COLOURS = {"history": "black", "held out": PALETTE[2], "recommended": HIGHLIGHT}
 FAN_COLOURS: tuple[str, ...] = (
@@ -67,11 +68,12 @@ def metric_curves(progress: pd.DataFrame, k: int) -> hv.Overlay:
     layers = []
     for i, name in enumerate((f"recall@{k}", f"ndcg@{k}")):
         if name in frame.columns and frame[name].notna().any():
-            data = frame[["step", name]].rename(columns={name: "value"}).assign(metric=name)
-            curve = hv.Curve(data, "step", ["value", "metric"], label=name).opts(
+            label = metric_label(name)
+            data = frame[["step", name]].rename(columns={name: "value"}).assign(metric=label)
+            curve = hv.Curve(data, "step", ["value", "metric"], label=label).opts(
                 color=PALETTE[i], line_width=3, tools=["hover"]
             )
-            dots = hv.Scatter(data, "step", ["value", "metric"], label=name).opts(
+            dots = hv.Scatter(data, "step", ["value", "metric"], label=label).opts(
                 color=PALETTE[i], size=7
             )
             layers += [curve, dots]
