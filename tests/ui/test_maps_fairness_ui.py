@@ -62,6 +62,39 @@ MAPS_JS = """() => {
 }"""
 
 
+MARKERS_JS = """() => { const xs = [];
+  for (const view of Bokeh.index.all_views()) { const m = view.model;
+    if (m.constructor.__name__ !== 'GlyphRenderer' || !m.glyph) continue;
+    if (m.glyph.constructor.__name__ !== 'VSpan') continue;
+    const plot = view.parent;
+    if (!plot || !plot.el || !plot.el.isConnected || !plot.el.getClientRects().length) continue;
+    for (const x of m.data_source.data[m.glyph.x.field] || []) xs.push(x); }
+  return xs.sort((a, b) => a - b); }"""
+
+
+def marker_values(service: object, run: str, user: str) -> list[float]:
+    """The values the Fairness tab marks for ``user`` (top-10), sorted."""
+    from app.dashboard import fairness_data
+    from app.dashboard.views.fairness import USER_METRICS
+
+    frame = fairness_data.per_user(service, run, 10)  # type: ignore[arg-type]
+    row = frame.set_index("raw_id").loc[user]
+    values = [float(row[m]) for m in USER_METRICS if m in frame.columns]
+    return sorted(v for v in values if v == v)
+
+
+def wait_for_markers(page: Page, wanted: list[float], seconds: float = 60) -> None:
+    """Poll until the visible user markers sit at ``wanted``."""
+    deadline = time.time() + seconds
+    got: list[float] = []
+    while time.time() < deadline:
+        got = page.evaluate(MARKERS_JS)
+        if got == pytest.approx(wanted, rel=1e-9, abs=1e-12):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"markers at {got}, expected {wanted}")
+
+
 def runs_and_users(server: Server) -> tuple[str, list[str], object]:
     """The ease run id, its evaluated users and the engine service (as the server sees it)."""
     from app.dashboard.engine_service import EngineService
@@ -141,7 +174,7 @@ def test_every_map_colouring_has_a_matching_legend_or_colour_bar(
 
 
 def test_fairness_link_has_a_working_metric_selector(page: Page, ui_server: Server) -> None:
-    run, users, _ = runs_and_users(ui_server)
+    run, users, service = runs_and_users(ui_server)
     errors = open_page(page, ui_server, f"?tab=fairness&run={run}&user={users[1]}")
     expect(page.get_by_text(f"User {users[1]} against all evaluated users")).to_be_visible(
         timeout=TIMEOUT
@@ -157,13 +190,15 @@ def test_fairness_link_has_a_working_metric_selector(page: Page, ui_server: Serv
     ).to_be_visible(timeout=TIMEOUT)
     groups = page.locator("select:has(option[value='activity'])").first
     assert "zip" not in groups.locator("option").evaluate_all("els => els.map(e => e.value)")
-    # a user switch moves the marker but keeps the selector working
+    # a user switch moves every marker to the new user's values and keeps the selector working
+    wait_for_markers(page, marker_values(service, run, users[1]))
     box = page.get_by_placeholder("type a user id")
     box.fill(users[2])
     box.press("Enter")
     expect(page.get_by_text(f"User {users[2]} against all evaluated users")).to_be_visible(
         timeout=TIMEOUT
     )
+    wait_for_markers(page, marker_values(service, run, users[2]))
     metric.select_option("Recall@10")
     expect(page.get_by_text("Mean Recall@10 of each user group")).to_be_visible(timeout=TIMEOUT)
     assert errors == []
