@@ -20,6 +20,7 @@ not grow with the number of users (MovieLens-10M size: 70,000 users x 10,000 ite
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -79,6 +80,41 @@ def masked_fill_rows(scores: Tensor, mask: sp.csr_matrix, rows: np.ndarray) -> T
     return scores
 
 
+def sparse_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> Tensor:
+    """Rows of a CSR matrix as a sparse CSR float32 tensor [len(rows), n_cols] on ``device``."""
+    block = sp.csr_matrix(matrix[rows], dtype=np.float32)
+    with warnings.catch_warnings():  # torch calls its CSR tensors beta; sparse.mm is all we use
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(block.indptr.astype(np.int64)),
+            torch.from_numpy(block.indices.astype(np.int64)),
+            torch.from_numpy(block.data),
+            size=block.shape,
+            device=device,
+        )
+
+
+def score_rows(model: Recommender, matrix: sp.csr_matrix, rows: np.ndarray) -> Tensor:
+    """``model``'s scores [len(rows), n_items] for the histories ``matrix[rows]``.
+
+    With a first layer linear in ``x`` (:meth:`Recommender.first_layer`, eval mode), ``x W`` is
+    a sparse product: a history of ``h`` items costs ``h`` rows of ``W`` instead of all
+    ``n_items`` (EASE at MovieLens-10M size: 140x fewer operations); otherwise the rows are
+    made dense for :meth:`Recommender.forward`.
+    """
+    device = model.device
+    weight = None if model.training else model.first_layer()
+    if weight is None:
+        return model(dense_rows(matrix, rows, device))
+    block = sp.csr_matrix(matrix[rows], dtype=np.float64)
+    moments = np.stack(
+        [np.asarray(block.sum(1)).ravel(), np.asarray(block.power(2).sum(1)).ravel()]
+    )
+    x = sparse_rows(block, np.arange(block.shape[0]), device).to(weight.dtype)
+    moments_t = torch.from_numpy(moments.T.copy()).to(device=device, dtype=weight.dtype)
+    return model.forward_from_first(torch.sparse.mm(x, weight), moments_t)
+
+
 @torch.no_grad()
 def ranked_batches(
     model: Recommender,
@@ -92,9 +128,8 @@ def ranked_batches(
     arrays [batch, k], computed batch by batch (see :func:`top_k`)."""
     mask = history if mask is None else mask
     k = min(int(k), history.shape[1])
-    device = model.device
     for chunk in batches(users, rows_per_batch(batch_size, history.shape[1])):
-        s = masked_fill_rows(model(dense_rows(history, chunk, device)), mask, chunk)
+        s = masked_fill_rows(score_rows(model, history, chunk), mask, chunk)
         top = torch.topk(s, k, dim=1)
         yield chunk, top.indices.cpu().numpy(), top.values.float().cpu().numpy()
 

@@ -64,7 +64,7 @@ from data.errors import ReclensError
 from data.paths import reclens_home
 from data.splits import Split
 from engine.contract import Recommender
-from engine.evaluate import dense_rows, top_k
+from engine.evaluate import dense_rows, score_rows, top_k
 from engine.run_config import RunConfig
 
 CONFIG = "config.json"
@@ -251,14 +251,12 @@ def representations(
 
 def _item_item_weights(model: Recommender, batch_size: int) -> np.ndarray | None:
     """Scores of every one-hot history, W [n_items, n_items], or None when rows are all equal."""
-    device = model.device
     n = model.n_items
+    one_hot = sp.identity(n, dtype=np.float32, format="csr")
     rows = []
     for lo in range(0, n, batch_size):
-        hi = min(n, lo + batch_size)
-        x = torch.zeros(hi - lo, n, device=device)
-        x[torch.arange(hi - lo, device=device), torch.arange(lo, hi, device=device)] = 1.0
-        rows.append(model(x).detach().float().cpu().numpy())
+        scores = score_rows(model, one_hot, np.arange(lo, min(n, lo + batch_size)))
+        rows.append(scores.detach().float().cpu().numpy())
     weights = np.concatenate(rows)
     if not np.all(np.isfinite(weights)):
         weights = np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
@@ -268,21 +266,35 @@ def _item_item_weights(model: Recommender, batch_size: int) -> np.ndarray | None
 
 
 def _top_right_singular_vectors(matrix: np.ndarray | sp.spmatrix, k: int) -> np.ndarray:
-    """Top-``k`` right singular vectors [d, k] of ``matrix`` [n, d] (dense or sparse; seeded,
-    sign-fixed)."""
+    """Top-``k`` right singular vectors [d, k] of ``matrix`` [n, d] (seeded, sign-fixed).
+
+    A sparse matrix goes through :func:`_sparse_right_singular_vectors` (torch's low-rank SVD
+    on a sparse tensor took minutes at MovieLens-10M size)."""
     if sp.issparse(matrix):
-        coo = matrix.tocoo()
-        index = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
-        values = torch.from_numpy(coo.data.astype(np.float32))
-        tensor = torch.sparse_coo_tensor(index, values, coo.shape, check_invariants=True)
+        v = _sparse_right_singular_vectors(sp.csr_matrix(matrix, dtype=np.float32), k)
     else:
         tensor = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float32))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        _, _, v = torch.svd_lowrank(tensor, q=min(k + 10, *tensor.shape), niter=4)
-    v = v[:, :k].numpy()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            _, _, v = torch.svd_lowrank(tensor, q=min(k + 10, *tensor.shape), niter=4)
+        v = v[:, :k].numpy()
     signs = np.sign(v[np.abs(v).argmax(axis=0), np.arange(v.shape[1])])
     return (v * np.where(signs == 0, 1.0, signs)).astype(np.float32)
+
+
+def _sparse_right_singular_vectors(a: sp.csr_matrix, k: int, niter: int = 2) -> np.ndarray:
+    """Halko et al.'s randomized SVD (as ``torch.svd_lowrank``: ``k + 10`` columns, ``niter``
+    power iterations, 2 by default as there) with scipy's sparse products and numpy's QR:
+    [d, k], seed 0."""
+    at = sp.csr_matrix(a.T)
+    q = min(k + 10, *a.shape)
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(at @ rng.standard_normal((a.shape[0], q), dtype=np.float32))
+    for _ in range(niter):
+        basis, _ = np.linalg.qr(a @ basis)  # [n, q]
+        basis, _ = np.linalg.qr(at @ basis)  # [d, q]: spans the top right singular vectors
+    _, _, vt = np.linalg.svd(np.asarray(a @ basis), full_matrices=False)  # A Q = U S W^T
+    return (basis @ vt.T)[:, :k]  # A ~ U S (Q W)^T
 
 
 @torch.no_grad()

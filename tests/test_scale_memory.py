@@ -13,7 +13,8 @@ from data.splits import Split
 from engine import evaluate as ev
 from engine import runs
 from engine.contract import Recommender
-from engine.evaluate import evaluate, ranking_metrics, rows_per_batch, top_k
+from engine.evaluate import evaluate, ranking_metrics, rows_per_batch, score_rows, top_k
+from engine.models.ease import EASE
 from engine.models.pop import Pop
 
 
@@ -107,23 +108,48 @@ def test_rows_per_batch_caps_users_by_catalogue_size() -> None:
     assert rows_per_batch(512, 10**9) == 1
 
 
-def test_compressed_representations_equal_the_dense_products(
+def test_compressed_representations_keep_the_dense_inner_products(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """pop is represented by the training matrix's columns; above MAX_EMBEDDING_DIMS users they
-    are compressed on the top right singular vectors, now from the sparse matrix: the result
-    equals compressing the dense X^T and the dense user products x @ X^T."""
+    are compressed on the top right singular vectors, computed from the sparse matrix. With as
+    many dimensions as the rank, compression keeps every inner product of the dense X^T and of
+    the dense user products x @ X^T."""
     split = random_split(60, 25, seed=5)
     model = Pop(n_items=25)
     model.fit(split.fit_matrix())
     monkeypatch.setattr(runs, "MAX_EMBEDDING_DIMS", 20)
-    monkeypatch.setattr(runs, "COMPRESSED_DIMS", 6)
+    monkeypatch.setattr(runs, "COMPRESSED_DIMS", 25)
     dataset = type("D", (), {"item_raw_ids": np.arange(25).astype(str),
                              "user_raw_ids": np.arange(60).astype(str)})()  # fmt: skip
     items, users = runs.representations(model, dataset, split)
-    dense = split.fit_matrix().T.toarray().astype(np.float32)  # [n_items, n_users]
-    proj = runs._top_right_singular_vectors(dense, 6)
-    np.testing.assert_allclose(items.vectors, dense @ proj, rtol=1e-4, atol=1e-4)
+    dense = split.fit_matrix().T.toarray().astype(np.float64)  # [n_items, n_users]
+    assert items.vectors.shape == (25, 25) and "compressed to 25" in items.note
+    np.testing.assert_allclose(items.vectors @ items.vectors.T, dense @ dense.T, atol=1e-3)
     user_products = split.train[users.index].toarray() @ dense  # [users, n_users]
-    np.testing.assert_allclose(users.vectors, user_products @ proj, rtol=1e-4, atol=1e-3)
-    assert items.vectors.shape == (25, 6) and "compressed to 6" in items.note
+    np.testing.assert_allclose(users.vectors @ items.vectors.T, user_products @ dense.T, atol=1e-2)
+
+
+def test_sparse_singular_vectors_match_numpy_on_a_low_rank_matrix() -> None:
+    rng = np.random.default_rng(0)
+    low = rng.random((80, 3)) @ rng.random((3, 120))
+    matrix = sp.csr_matrix(np.where(low > np.quantile(low, 0.7), low, 0.0))
+    v = runs._top_right_singular_vectors(matrix, 4)
+    exact = np.linalg.svd(matrix.toarray())[2][:4].T
+    np.testing.assert_allclose(np.abs(v.T @ exact), np.eye(4), atol=1e-4)
+
+
+def test_first_layer_models_score_sparse_histories_as_forward() -> None:
+    split = random_split(40, 30, seed=6)
+    model = EASE(n_items=30)
+    model.fit(split.fit_matrix())
+    model.eval()
+    rows = np.arange(40)
+    dense = model(torch.from_numpy(split.train.toarray())).detach().numpy()
+    np.testing.assert_allclose(score_rows(model, split.train, rows).numpy(), dense, atol=1e-5)
+    result = evaluate(model, split, "test", ks=(5, 10))
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(model, "first_layer", lambda: None)  # the dense path
+    reference = evaluate(model, split, "test", ks=(5, 10))
+    monkeypatch.undo()
+    assert result.per_user.equals(reference.per_user)
