@@ -8,9 +8,15 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from bokeh.models import HoverTool
 
 from app.dashboard.plots import HIGHLIGHT
-from app.dashboard.plots.explain import fidelity_curves
+from app.dashboard.plots.explain import (
+    LABEL_CHARS,
+    TITLE_CHARS,
+    attribution_bars,
+    fidelity_curves,
+)
 from app.dashboard.plots.explainer_style import (
     EXPLAINER_STYLES,
     FALLBACK,
@@ -161,3 +167,26 @@ def test_coinciding_curves_are_named_and_each_stays_visible() -> None:
     note = coincide_note(curves)
     assert "deletion: ig_zero and leave_one_out on spinrec" in note
     assert coincide_note(_curves(names)) == ""
+
+
+# -- attribution bars --------------------------------------------------------------------------
+def test_attribution_bars_cut_long_titles_and_keep_them_in_the_hover() -> None:
+    long = "Dr. Strangelove or: How I Learned to Stop Worrying and Love the Bomb (1963)"
+    frame = pd.DataFrame(
+        {
+            "title": [long, "Brazil (1985)"],
+            "id": ["474", "175"],
+            "attribution": [0.5, -0.2],
+            "share": [0.7, 0.3],
+            "sign": ["pushes up", "pushes down"],
+        }
+    )
+    bars = attribution_bars(frame, title=f"Why \u201c{long}\u201d?")
+    labels = bars.dimension_values("label").tolist()
+    assert "Brazil (1985)" in labels and all(len(t) <= LABEL_CHARS for t in labels)
+    assert long in bars.dimension_values("title").tolist()
+    fig = hv.render(bars)
+    lines = fig.title.text.split("\n")
+    assert len(lines) == 2 and all(len(line) <= TITLE_CHARS for line in lines)
+    (hover,) = fig.select({"type": HoverTool})
+    assert ("title", "@{title}") in hover.tooltips

@@ -6,6 +6,7 @@ the plot functions stay independent of how an explanation was computed.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import holoviews as hv
@@ -17,16 +18,17 @@ from app.dashboard.plots.explainer_style import coinciding_groups, explainer_sty
 from app.dashboard.shaping import RANK_LABEL
 
 LABEL_CHARS = 30
-TITLE_CHARS = 48
-"""Longest bar label and plot title drawn (longer ones end in an ellipsis; hover shows all)."""
+TITLE_CHARS = 28
+"""Longest bar label, and plot title line (two at most), drawn; longer ones end in an ellipsis
+(the hover shows the whole title)."""
 
 
 def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.Bars:
     """Horizontal signed bars of the ``top`` history items with the largest |attribution|.
 
     ``frame`` as from :func:`app.dashboard.shaping.attribution_frame`; the strongest item is at
-    the top. Long titles are cut to :data:`LABEL_CHARS` on the axis (the plot title to
-    :data:`TITLE_CHARS`), the full title is in the hover.
+    the top. Long titles are cut to :data:`LABEL_CHARS` on the axis (the plot title wraps onto
+    two lines of :data:`TITLE_CHARS`), the full title is in the hover.
     """
     shown = frame.reindex(frame["attribution"].abs().sort_values(ascending=False).index)
     shown = shown.head(top).sort_values("attribution", ascending=True, kind="stable")
@@ -48,7 +50,7 @@ def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.
         height=max(220, 26 * len(data) + 60),
         xlabel="",
         ylabel="attribution",
-        title=_short(title, TITLE_CHARS),
+        title=_wrapped(title, TITLE_CHARS, lines=2),
         show_legend=False,
     )
 
@@ -161,6 +163,14 @@ def fidelity_curves(
 def _rank_axis(ranks: bool) -> dict[str, bool]:
     """Axis options for ranks: a log axis with rank 1 at the top (empty for other values)."""
     return {"logy": True, "invert_yaxis": True} if ranks else {}
+
+
+def _wrapped(text: str, width: int, lines: int) -> str:
+    """``text`` on at most ``lines`` lines of ``width`` characters, the last one cut short."""
+    parts = textwrap.wrap(text, width) or [""]
+    if len(parts) > lines:
+        parts = [*parts[: lines - 1], _short(" ".join(parts[lines - 1 :]), width)]
+    return "\n".join(parts)
 
 
 def _short(text: str, n: int) -> str:
