@@ -22,10 +22,10 @@ import secrets
 import socket
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from app.cli_backend import add_backend_options, backend_options
+from app.train_log import EpochLog, budget_notice, finished_line, is_terminal, leaderboard
 from data.errors import ReclensError
 
 DEMO_BUDGET_S = 15.0
@@ -183,54 +183,92 @@ def cmd_demo(args: argparse.Namespace) -> int:
     service = make_service(
         args.runs, args.dataset, projection=args.projection, backend=backend_options(args)
     )
-    dataset_name = _dataset_name(args.dataset)
-    existing = [s for s in service.summaries(refresh=True) if s.dataset == dataset_name]
+    from engine.pipeline import source_spec
+
+    source = source_spec(args.dataset, None)["source"]
+    runs = service.summaries(refresh=True)
+    existing = [s for s in runs if s.config.dataset.source == source]
     if existing:
         print(
-            f"reclens demo: {len(existing)} run(s) of {dataset_name} found in "
+            f"reclens demo: {len(existing)} run(s) of {existing[0].dataset} found in "
             f"{service.runs_root}; serving them",
             file=sys.stderr,
         )
+        print(leaderboard([saved_row(s) for s in existing]), flush=True)
     else:
-        train_defaults(service, args.dataset, args.budget, args.quiet)
+        results = train_defaults(service, args.dataset, args.budget, args.quiet)
+        print(leaderboard(results), flush=True)
     _serve(service, args)
     return 0
 
 
-def train_defaults(service: Any, source: str, budget: float, quiet: bool = False) -> list[Path]:
-    """Train the default model set on ``source`` into the service's runs folder.
+def train_defaults(
+    service: Any, source: str, budget: float, quiet: bool = False
+) -> list[dict[str, Any]]:
+    """Train the default model set on ``source`` into the service's runs folder; returns the
+    saved runs' summaries (:meth:`engine.pipeline.RunResult.summary`).
 
     Models not registered on this installation are skipped with a message. Each model trains
     for at most ``budget`` seconds (checked at epoch ends); beyond-accuracy metrics are stored
-    with each run.
+    with each run. Progress goes to stderr: a bar on a terminal, else a line every few seconds
+    (:class:`app.train_log.EpochLog`); ``quiet`` leaves progress out. When the budget ends a
+    model's training before its planned epochs a line says so and what it may cost.
     """
     from app.cli_train import epoch_bar
     from app.dashboard.engine_service import DEFAULT_MODELS
+    from data.loaders import MOVIELENS_NAMES
     from engine import registry
     from engine.pipeline import train_run
 
     available = set(registry.available_models())
-    folders: list[Path] = []
+    options = {"max_seconds": float(budget)}
+    bars = not quiet and is_terminal(sys.stderr)
+    names = [name for name in DEFAULT_MODELS if name in available]
     for name in DEFAULT_MODELS:
         if name not in available:
             print(f"reclens demo: model {name} is not available here; skipping it", file=sys.stderr)
-            continue
-        with epoch_bar(name, None, quiet) as (_bar, update):
+    print(
+        f"reclens demo: no runs of {source} in {service.runs_root} yet: training "
+        f"{', '.join(names)} (at most {budget:g} s of training each), then serving",
+        file=sys.stderr,
+        flush=True,
+    )
+    results: list[dict[str, Any]] = []
+    for name in names:
+        metric = registry.train_config(name, **options).valid_metric
+        log = None if quiet or bars else EpochLog(name, metric)
+        with epoch_bar(name, None, not bars) as (_bar, update):
             result = train_run(
                 source,
                 name,
                 device="cpu",
                 out=service.runs_root,
-                progress=update,
-                train_options={"max_seconds": float(budget)},
-                load_options={"download": False} if source != "synthetic" else None,
+                progress=update if log is None else log,
+                train_options=options,
+                load_options={"download": False} if source in MOVIELENS_NAMES else None,
             )
+        if log is not None:
+            print(finished_line(result), file=sys.stderr, flush=True)
+        notice = budget_notice(result, source)
+        if notice is not None:
+            print(notice, file=sys.stderr, flush=True)
         if result.run_dir is not None:
-            folders.append(Path(result.run_dir))
-    if not folders:
+            results.append(result.summary())
+    if not results:
         raise ReclensError("reclens demo: no model could be trained; check `reclens train --help`")
     service.summaries(refresh=True)
-    return folders
+    return results
+
+
+def saved_row(summary: Any) -> dict[str, Any]:
+    """A leaderboard row (:func:`app.train_log.leaderboard`) of a saved run's summary
+    (:class:`engine.runs.RunSummary`)."""
+    return {
+        "dataset": summary.dataset,
+        "model": summary.model,
+        "metrics": summary.metrics,
+        "seconds": summary.seconds,
+    }
 
 
 def warm_projections(service: Any) -> threading.Thread:
@@ -250,11 +288,6 @@ def warm_projections(service: Any) -> threading.Thread:
     thread = threading.Thread(target=work, name="reclens-umap-warmup", daemon=True)
     thread.start()
     return thread
-
-
-def _dataset_name(source: str) -> str:
-    """The dataset name runs of ``source`` carry (the source itself for named sources)."""
-    return Path(source).name if Path(source).exists() else source
 
 
 def _announce(service: Any, args: argparse.Namespace, token: str | None) -> None:

@@ -78,7 +78,11 @@ class RunResult:
     ``run_dir``: the saved run folder (None with ``save=False``); ``history``: one
     :class:`~engine.train.EpochReport` per epoch; ``recommender``: the trained model (eval
     mode); ``config``: what ``config.json`` holds; ``notes``: what the user should know about
-    the evaluation (lists capped at a small catalogue's size). A saved run also holds its
+    the evaluation (lists capped at a small catalogue's size); ``stop``: why training ended
+    (:attr:`engine.train.TrainResult.stop`: ``epochs``, ``patience``, ``budget``,
+    ``closed-form``); ``planned_epochs``, ``budget_s``: the planned epochs and the
+    ``max_seconds`` budget (None: none); ``valid_metric``, ``best_valid``: the selection metric
+    and its value at the kept epoch. A saved run also holds its
     beyond-accuracy metrics at K=10 (:func:`engine.beyond.store`), whoever trained it.
     """
 
@@ -97,10 +101,15 @@ class RunResult:
     recommender: Recommender | None = field(default=None, repr=False)
     config: RunConfig | None = field(default=None, repr=False)
     notes: list[str] = field(default_factory=list)
+    stop: str = "epochs"
+    planned_epochs: int = 0
+    budget_s: float | None = None
+    valid_metric: str = ""
+    best_valid: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready dict: model, dataset, seed, metrics, valid, seconds, run_dir, epochs,
-        notes and the number of test users."""
+        why training stopped, notes and the number of test users."""
         return {
             "model": self.model,
             "dataset": self.dataset,
@@ -111,6 +120,11 @@ class RunResult:
             "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "best_epoch": self.best_epoch,
             "epochs_run": self.epochs_run,
+            "stop": self.stop,
+            "planned_epochs": self.planned_epochs,
+            "budget_s": self.budget_s,
+            "valid_metric": self.valid_metric,
+            "best_valid": self.best_valid,
             "device": self.device,
             "notes": self.notes,
             "n_test_users": self.per_user.height,
@@ -317,6 +331,11 @@ def train_run(
         recommender=recommender,
         config=run_config,
         notes=[*parts.notes, *capped_notes(int(prepared.n_items))],
+        stop=trained.stop,
+        planned_epochs=trained.planned,
+        budget_s=trained.budget,
+        valid_metric=trained.metric,
+        best_valid=trained.best_valid,
     )
     if save:
         _check_cancel(cancel, name, "before it was saved")
@@ -348,6 +367,7 @@ def _metrics_record(result: RunResult, trained: TrainResult) -> dict[str, Any]:
         "min_epochs": trained.min_epochs,
         "epochs_run": trained.epochs_run,
         "stopped_early": trained.stopped_early,
+        "stop": trained.stop,
         "history": [asdict(report) for report in trained.history],
         "notes": result.notes,
     }
