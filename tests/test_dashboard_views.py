@@ -339,7 +339,7 @@ def test_fairness_follows_user_and_k(dash: Page, service: EngineService) -> None
 
 
 def test_diffusion_follows_step_and_user(
-    dash: Page, service: EngineService, monkeypatch: pytest.MonkeyPatch
+    dash: Page, service: EngineService, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     if "diffrec" not in {s.model for s in service.summaries()}:
         pytest.skip("diffrec is not registered")
@@ -377,8 +377,10 @@ def test_diffusion_follows_step_and_user(
     assert not any(isinstance(o, pn.pane.Alert) and o.alert_type == "warning"
                    for o in view.trajectory_panel().select(pn.pane.Alert))  # fmt: skip
     monkeypatch.setattr(teaching, "TOY_ITERS", 100)
+    monkeypatch.setattr(service.teaching, "folder", tmp_path)  # toy models saved there
     view.toy_steps = 5
-    view.toy_panel()
+    view.toy_body()
+    assert view._toy_player.end == 5
     frames = [list(view.toy_element(f))[-1].data for f in (0, 5)]
     assert len(frames[0]) == 400 and not np.allclose(frames[0], frames[1])
 
