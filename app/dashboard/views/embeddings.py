@@ -185,14 +185,16 @@ class EmbeddingsView(TabView):
         hv.streams.Tap(source=users).add_subscriber(self._on_user_tap)
         self._user_slot.body.objects = [hv_pane(plots.with_marks(users, self._marks()[1]))]
 
+    # A colouring changed while the tab is hidden (a new run without the old one's attribute)
+    # is drawn by :meth:`maps` when the tab is shown: the run changed too.
     @param.depends("item_color", watch=True)
     def _on_item_color(self) -> None:
-        if self.state.run:
+        if self.state.run and self.state.tab == "embeddings":
             self._item_slot.fill(self.draw_items)
 
     @param.depends("user_color", watch=True)
     def _on_user_color(self) -> None:
-        if self.state.run:
+        if self.state.run and self.state.tab == "embeddings":
             self._user_slot.fill(self.draw_users)
 
     @param.depends("state.run")
