@@ -84,8 +84,8 @@ def test_diffusion_player_advances(page: Page, ui_server: Server) -> None:
     errors = open_page(page, ui_server, f"?tab=diffusion&run={diffrec}&user={users[0]}")
     expect(page.get_by_text("Top-K at this step")).to_be_visible(timeout=TIMEOUT)
     new_cells = page.locator(".tabulator-cell", has_text=re.compile(r"^new$"))
-    expect(new_cells).to_have_count(10, timeout=TIMEOUT)  # step 0: every item is new
-    page.locator("button.next").first.click()
+    page.locator("button.next").first.click()  # step 0 is the start state: nothing ranked
+    expect(new_cells).to_have_count(10, timeout=TIMEOUT)  # step 1: every item is new
     page.locator("button.next").first.click()
     expect(new_cells).not_to_have_count(10, timeout=TIMEOUT)
     time.sleep(1)
