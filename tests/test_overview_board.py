@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import holoviews as hv
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,18 +45,39 @@ def test_model_colour_is_fixed_per_model_whatever_the_runs() -> None:
     assert together.Points.I.opts["cmap"]["diffrec"] == ov.model_colour("diffrec")
 
 
+def _labels(overlay: hv.Overlay) -> list[str]:
+    return [t for e in overlay if isinstance(e, hv.Labels) for t in e.data["label"]]
+
+
 def test_scatter_labels_name_the_dataset_only_when_several_are_shown() -> None:
     mixed = ov.tradeoff_scatter(BOARD, "ndcg@10", "recall@10", x_label="NDCG@10")
-    assert list(mixed.Labels.I.data["label"]) == [
-        "diffrec \u00b7 ml",
-        "ease \u00b7 ml",
-        "diffrec \u00b7 big",
-    ]
+    assert sorted(_labels(mixed)) == ["diffrec \u00b7 big", "diffrec \u00b7 ml", "ease \u00b7 ml"]
     one = ov.tradeoff_scatter(BOARD[BOARD["dataset"] == "ml"], "ndcg@10", "recall@10")
-    assert list(one.Labels.I.data["label"]) == ["diffrec", "ease"]
+    assert sorted(_labels(one)) == ["diffrec", "ease"]
     assert mixed.opts["padding"] == (0.2, 0.25)  # room for the labels inside the frame
     assert mixed.opts["title"] == "recall@10 against NDCG@10"
     assert mixed.Points.I.kdims[0].label == "NDCG@10"
+
+
+def test_labels_of_nearby_points_take_different_places() -> None:
+    x = np.array([0.30, 0.301, 0.10, 0.302, 0.299])
+    y = np.array([0.25, 0.251, 0.25, 0.90, 0.249])
+    slots = ov.label_slots(x, y)
+    # from the top down: 3 and 1 above, 0 below 1, 2 far to the left above, 4 (on the right
+    # of the plot) left of 0
+    assert list(slots) == [1, 0, 0, 0, 3]
+    assert not ov.label_slots(np.array([0.1, 0.9]), np.array([0.1, 0.9])).any()
+    assert ov.label_slots(np.array([]), np.array([])).shape == (0,)
+    same = BOARD.assign(**{"ndcg@10": 0.3, "recall@10": 0.2})  # three runs in one place
+    overlay = ov.tradeoff_scatter(same, "ndcg@10", "recall@10")
+    places = [
+        (e.opts["text_align"], e.opts["text_baseline"])
+        for e in overlay
+        if isinstance(e, hv.Labels) and len(e)
+    ]
+    assert places == [("center", "bottom"), ("center", "top"), ("left", "middle")]
+    colours = {e.opts["text_color"] for e in overlay if isinstance(e, hv.Labels)}
+    assert colours == {"#333333"}  # one label colour, not the overlay's colour cycle
 
 
 def test_validation_curve_marks_the_kept_epoch() -> None:

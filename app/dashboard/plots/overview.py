@@ -74,6 +74,11 @@ MODEL_ORDER: tuple[str, ...] = (
 """The models with a fixed colour (:func:`model_colour`), in palette order."""
 
 
+def _span(values: pd.Series) -> float:
+    """The range of ``values`` (0 for fewer than two)."""
+    return float(values.max() - values.min()) if len(values) > 1 else 0.0
+
+
 def model_colour(model: str) -> str:
     """One fixed colour per model name, the same in every view and whatever runs are listed
     (a model not in :data:`MODEL_ORDER` gets one from a checksum of its name)."""
@@ -125,12 +130,20 @@ def tradeoff_scatter(
     chosen = hv.Points(frame[frame["is_selected"]], [x_dim, y_dim], ["run"]).opts(
         size=22, fill_alpha=0, line_color=HIGHLIGHT, line_width=3
     )
-    span = frame[y].max() - frame[y].min() if len(frame) > 1 else 0.0
-    labels = hv.Labels(frame, [x_dim, y_dim], "label").opts(
-        text_font_size="9pt",
-        yoffset=0.04 * span if span > 0 else 0.0,
-        text_align="center",
-        text_baseline="bottom",
+    slots = label_slots(frame[x].to_numpy(float), frame[y].to_numpy(float))
+    gap_x, gap_y = (0.03 * _span(frame[c]) for c in (x, y))
+    labels = hv.Overlay(
+        [
+            hv.Labels(frame[slots == slot], [x_dim, y_dim], "label").opts(
+                text_font_size="9pt",
+                text_color="#333333",
+                text_align=align,
+                text_baseline=baseline,
+                xoffset=sx * gap_x,
+                yoffset=sy * gap_y,
+            )
+            for slot, (align, baseline, sx, sy) in enumerate(LABEL_SLOTS)
+        ]
     )
     return (points * chosen * labels).opts(
         responsive=True,
@@ -139,6 +152,42 @@ def tradeoff_scatter(
         title=f"{y_label or y} against {x_label or x}",
         legend_position="right",
     )
+
+
+LABEL_SLOTS: tuple[tuple[str, str, int, int], ...] = (
+    ("center", "bottom", 0, 1),
+    ("center", "top", 0, -1),
+    ("left", "middle", 1, 0),
+    ("right", "middle", -1, 0),
+)
+"""Label places around a point: text align, baseline and the x and y offset signs (above,
+below, right of and left of the point)."""
+
+
+def label_slots(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The :data:`LABEL_SLOTS` index of each point's label: above the point unless a label
+    already placed there for a nearby point (within a fifth of the x range and a tenth of the
+    y range) would overlap, then below, then beside it towards the middle of the plot (above
+    again when all four are taken).
+    ``x``, ``y``: point coordinates [n]; returns int [n], points placed from the top down."""
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        span = np.ptp(v) if v.size else 0.0
+        return (v - v.min()) / span if span > 0 else np.zeros_like(v)
+
+    ux, uy = unit(x), unit(y)
+    slots = np.zeros(x.shape[0], dtype=np.int64)
+    placed: list[list[int]] = [[] for _ in LABEL_SLOTS]
+    for i in np.argsort(-uy, kind="stable"):
+        order = (0, 1, 3, 2) if ux[i] > 0.5 else (0, 1, 2, 3)  # sideways: towards the middle
+        free = [
+            s
+            for s in order
+            if not any(abs(ux[i] - ux[j]) < 0.2 and abs(uy[i] - uy[j]) < 0.1 for j in placed[s])
+        ]
+        slots[i] = free[0] if free else 0
+        placed[slots[i]].append(int(i))
+    return slots
 
 
 def validation_curve(
