@@ -88,7 +88,7 @@ def budget_notice(result: RunResult, source: str) -> str | None:
     ``source``: the dataset source, for the command that trains the model without a budget.
     What stopping may cost is read from the validation curve: how much the selection metric
     rose over the second half of the epochs run when it was still at its best at the end, or
-    that it had peaked earlier (then the kept weights are the peak's).
+    that it was best earlier (the kept weights are that epoch's) and may have levelled off.
     """
     if result.stop != "budget":
         return None
@@ -103,9 +103,11 @@ def budget_notice(result: RunResult, source: str) -> str | None:
     command = f"`reclens train --dataset {source} --model {name}`"
     best, at = result.best_valid, result.best_epoch
     if at < ran:
+        last_epoch, last = curve[-1]
         return (
-            f"{head}; validation {metric} peaked at {best:.4f} at epoch {at} (the weights "
-            f"kept): more epochs are unlikely to help ({command} trains without a budget)"
+            f"{head}; validation {metric} was best at epoch {at} ({best:.4f}, the weights "
+            f"kept) and {last:.4f} at epoch {last_epoch}: it may have levelled off, so more "
+            f"epochs may not help ({command} trains without a budget)"
         )
     since, before = next(((e, v) for e, v in curve if e >= ran / 2), curve[0])
     rise = f", up {best - before:.4f} since epoch {since}" if since < at else ""

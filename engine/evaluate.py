@@ -91,6 +91,7 @@ def sparse_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -
             torch.from_numpy(block.data),
             size=block.shape,
             device=device,
+            check_invariants=False,  # scipy built it; saying so also silences torch's warning
         )
 
 

@@ -87,7 +87,7 @@ def test_budget_notice_says_where_training_stopped_and_what_more_epochs_may_give
         "budget"
     )
     peaked = result("budget", [0.22, 0.20, 0.19], best_epoch=1)
-    assert "peaked at 0.2200 at epoch 1 (the weights kept): more epochs are unlikely" in (
+    assert "best at epoch 1 (0.2200, the weights kept) and 0.1900 at epoch 3: it may have" in (
         budget_notice(peaked, "ml-100k") or ""
     )
     no_valid = result("budget", [None, None], best_epoch=2)
