@@ -13,7 +13,9 @@ computed exactly in integers), ``n`` being the history size. The edited historie
 - ``cdcg``: ``1 / log2(rank + 1)`` of the target after the ``del`` edit — lower better.
 
 Ranks count only items outside the *original* history (removed items never re-enter the
-ranking): ``rank = 1 + #{j not in history, j != target : score_j > score_target}``. Each curve
+ranking) and outside an optional further excluded set (the dashboard leaves out the user's
+validation items too, as its top-K does):
+``rank = 1 + #{j not in history or excluded, j != target : score_j > score_target}``. Each curve
 has 11 points; its AUC is their mean (``del_auc``, ``ins_auc``, ``pos@10_auc``, ...).
 Fixed-length variants remove (``del@k``) or keep only (``ins@k``) exactly the top ``k`` items,
 ``k`` = 1..5 (at most ``n``), divided by the target's probability for the full history.
@@ -97,7 +99,7 @@ class FidelityCurves:
     -> float64 [M]; ``counts``: int64 [11], items edited at each fraction;
     ``target_probability``: the target's probability for the full history; ``ranks``: ``del``
     and ``ins`` -> float64 [M, 11], the target's rank (1 = top, among items outside the
-    original history) along those curves.
+    original history and the excluded set) along those curves.
     """
 
     curves: dict[str, np.ndarray]
@@ -177,6 +179,16 @@ def _check_maps(scores: np.ndarray, n_hist: int) -> np.ndarray:
     return maps
 
 
+def _excluded(exclude: np.ndarray | None, n_items: int, device: torch.device) -> Tensor:
+    """``exclude`` (bool [n_items], or None: nothing) as a tensor on ``device``."""
+    if exclude is None:
+        return torch.zeros(n_items, dtype=torch.bool, device=device)
+    mask = torch.as_tensor(np.asarray(exclude, dtype=bool), device=device)
+    if mask.shape != (n_items,):
+        raise ReclensError(f"exclude must be [{n_items}] booleans, got {tuple(mask.shape)}")
+    return mask
+
+
 def _positions(maps: np.ndarray) -> np.ndarray:
     """Each item's position in its map's importance order (0 = most important): [M, n]."""
     order = importance_order(maps)
@@ -194,14 +206,16 @@ def fidelity_curves(
     *,
     chunk_size: int = 512,
     edit_rule: str = "round",
+    exclude: np.ndarray | None = None,
 ) -> FidelityCurves:
     """Every fidelity curve of ``M`` attribution maps of one history.
 
     ``x``: the history [n_items]; ``scores``: float [M, n_hist] (or [n_hist]), a score per
     history item for each map; ``items``: int64 [n_hist], the history items the scores refer
     to (default: the nonzero entries of ``x``, ascending); ``edit_rule``: how fractions become
-    counts (:data:`EDIT_RULES`). One forward pass (chunked) over the distinct ones among the
-    43 * M edited histories.
+    counts (:data:`EDIT_RULES`); ``exclude``: bool [n_items], items left out of the ranks
+    besides the original history (default: none). One forward pass (chunked) over the
+    distinct ones among the 43 * M edited histories.
     """
     row = as_rows(x, model)[0]
     items = history_items(row) if items is None else np.asarray(items, dtype=np.int64)
@@ -229,7 +243,8 @@ def fidelity_curves(
     unique, inverse = unique_masks(flat)
     rows = edited_rows(row, items, torch.from_numpy(unique).to(device))
     targets = torch.full((rows.shape[0],), int(target), dtype=torch.long, device=device)
-    original = (row > 0).expand(rows.shape[0], -1)
+    original = (row > 0) | _excluded(exclude, row.shape[0], row.device)
+    original = original.expand(rows.shape[0], -1)
     probs_u, ranks_u = score_rows(model, rows, targets, original, chunk_size)
     probs_all = probs_u.double().cpu().numpy()[inverse]
     ranks_all = ranks_u.double().cpu().numpy()[inverse]

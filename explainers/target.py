@@ -101,13 +101,16 @@ def explain_target(
     best_of_kappa: bool = True,
     chunk_size: int = 512,
     edit_rule: str = "round",
+    exclude: np.ndarray | None = None,
 ) -> TargetFidelity:
     """Explain ``target`` for history ``x`` with each explainer, then measure every map at once.
 
     ``explainers``: name -> built explainer; ``given``: explanations already made (e.g. a
     cached SPINRec one), used instead of explaining again. All maps go through
     :func:`explainers.fidelity.fidelity_curves` in one batched call; with ``best_of_kappa``
-    SPINRec's kappa candidate maps are measured too (the ``spinrec_best_of_kappa`` row).
+    SPINRec's kappa candidate maps are measured too (the ``spinrec_best_of_kappa`` row);
+    ``exclude`` (bool [n_items]): items the rank curves leave out besides the history (the
+    dashboard passes the user's validation items, so the ranks agree with its top-K).
     """
     given = dict(given or {})
     explanations: dict[str, Explanation] = {}
@@ -136,7 +139,14 @@ def explain_target(
             maps.append(np.asarray(exp.scores, dtype=np.float64))
     items = next(iter(explanations.values())).items
     curves = fidelity_curves(
-        model, x, target, np.stack(maps), items, chunk_size=chunk_size, edit_rule=edit_rule
+        model,
+        x,
+        target,
+        np.stack(maps),
+        items,
+        chunk_size=chunk_size,
+        edit_rule=edit_rule,
+        exclude=exclude,
     )
     link = str(getattr(model, "link", ""))
     return TargetFidelity(target, explanations, ms, curves, rows, owners, link)
