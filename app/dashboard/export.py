@@ -129,7 +129,9 @@ def diffusion_holomap(service: EngineService, state: Selection) -> hv.HoloMap | 
         top = diffusion_view.topk_table(service, state.run, traj, s)
         table = diffusion_plots.topk_bars(top, f"Top-{state.k} at this step (green: held out)")
         panels = (
-            (heat * diffusion_plots.step_line(s)).opts(title=diffusion_view.step_label(traj, s)),
+            (heat * diffusion_plots.step_line(s)).opts(
+                title=diffusion_view.step_label(traj, s), legend_position="right"
+            ),
             table,
             curves * diffusion_plots.step_marker(s),
             where * diffusion_plots.trajectory_position(progress, s),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +24,6 @@ import param
 from app.dashboard import teaching
 from app.dashboard.engine_service import DashboardError, EngineService
 from app.dashboard.plots import diffusion as plots
-from app.dashboard.teaching import Progress
 from app.dashboard.views.common import (
     TabView,
     caption,
@@ -208,7 +206,9 @@ class DiffusionView(TabView):
             "noise": self.effective_noise(), "sn": self.sampling_noise,
         }  # fmt: skip
         step = self.param.step
-        heat = self.heat_element(**deps) * hv.DynamicMap(pn.bind(plots.step_line, step=step))
+        heat = (
+            self.heat_element(**deps) * hv.DynamicMap(pn.bind(plots.step_line, step=step))
+        ).opts(legend_position="right")  # outside the strip, beside the colour bar
         metrics = self.metrics_element(**deps) * hv.DynamicMap(
             pn.bind(plots.step_marker, step=step)
         )
@@ -275,13 +275,11 @@ class DiffusionView(TabView):
         mid, half = (lo + hi) / 2, 0.75 * float((hi - lo).max()) + 1e-6
         return (mid[0] - half, mid[1] - half, mid[0] + half, mid[1] + half)
 
-    def toy_frames(self, progress: Progress | None = None) -> np.ndarray:
-        """Particle frames of the teaching diffusion for the current settings (``progress`` is
-        told how far the training is when the model has to be trained first)."""
+    def toy_frames(self) -> np.ndarray:
+        """Particle frames of the teaching diffusion for the current settings."""
         return self.service.teaching.frames(
-            self.shape, self.schedule, self.sampler, self.toy_steps, run_id=self.state.run,
-            progress=progress,
-        )  # fmt: skip
+            self.shape, self.schedule, self.sampler, self.toy_steps, run_id=self.state.run
+        )
 
     def toy_element(self, frame: int, **_: Any) -> hv.Overlay:
         """Particles at ``frame``."""
@@ -295,9 +293,9 @@ class DiffusionView(TabView):
     async def toy_panel(self) -> AsyncIterator[pn.viewable.Viewable]:
         """The 2-D teaching diffusion with its Player; first a progress bar while the model of
         the chosen data and schedule trains (in a worker thread: the page stays live)."""
-        if not self.service.teaching.is_ready(self.shape, self.schedule, self.state.run):
+        page = self.service.teaching
+        if not page.is_ready(self.shape, self.schedule, self.state.run):
             bar = pn.indicators.Progress(value=0, max=teaching.TOY_ITERS, width=420)
-            done = [0]
             yield pn.Column(
                 markdown(
                     md("Training the toy model on **{shape}** ({n:,} iterations)\u2026",
@@ -306,12 +304,11 @@ class DiffusionView(TabView):
                 bar,
                 sizing_mode="stretch_width",
             )  # fmt: skip
-            work = asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(self.toy_frames, lambda it, _loss: done.__setitem__(0, it))
-            )
+            work = asyncio.get_running_loop().run_in_executor(None, self.toy_frames)
             while not work.done():
+                bar.value = min(page.progress(self.shape, self.schedule, self.state.run),
+                                teaching.TOY_ITERS)  # fmt: skip
                 await asyncio.wait({work}, timeout=0.25)
-                bar.value = min(done[0], teaching.TOY_ITERS)
             if work.exception() is not None:
                 yield error_pane(work.exception())
                 return
