@@ -124,6 +124,20 @@ def with_marks(base: hv.Element | hv.DynamicMap, marks: hv.DynamicMap) -> hv.Dyn
     return (base * marks).opts(legend_position="right", legend_opts=LEGEND_STYLE)
 
 
+def _layer(frame: pd.DataFrame, ids: Sequence[str], label: str) -> hv.Points:
+    """The rows of ``frame`` whose ``id`` is in ``ids``, as points labelled ``label``."""
+    index = frame.set_index("id", drop=False)
+    keep = [i for i in ids if i in index.index]
+    rows = index.loc[keep, ["x", "y", "id", "label"]].reset_index(drop=True)
+    return hv.Points(rows, ["x", "y"], ["id", "label"], label=label)
+
+
+def _ring(frame: pd.DataFrame, selected: Sequence[str]) -> hv.Points:
+    return _layer(frame, selected, "selected").opts(
+        marker="circle", size=22, fill_alpha=0, line_color="#D62728", line_width=4
+    )
+
+
 def highlight_layer(
     frame: pd.DataFrame,
     history: Sequence[str] = (),
@@ -136,31 +150,25 @@ def highlight_layer(
     Each group is drawn from the rows of ``frame`` whose ``id`` is listed; the overlay always has
     the same four layers (some may be empty), so it can update a live map in place.
     """
-    index = frame.set_index("id", drop=False)
-
-    def pick(ids: Sequence[str]) -> pd.DataFrame:
-        keep = [i for i in ids if i in index.index]
-        return index.loc[keep, ["x", "y", "id", "label"]].reset_index(drop=True)
-
-    def layer(ids: Sequence[str], label: str) -> hv.Points:
-        return hv.Points(pick(ids), ["x", "y"], ["id", "label"], label=label)
-
     return (
-        layer(history, "history").opts(
+        _layer(frame, history, "history").opts(
             marker="circle", size=10, fill_alpha=0, line_color="black", line_width=2,
             tools=["hover"],
         )
-        * layer(heldout, "held out").opts(
+        * _layer(frame, heldout, "held out").opts(
             marker="square", size=10, fill_alpha=0, line_color=PALETTE[2], line_width=2,
             tools=["hover"],
         )
-        * layer(recommended, "recommended").opts(
+        * _layer(frame, recommended, "recommended").opts(
             marker="star", size=16, color=HIGHLIGHT, line_color="black", tools=["hover"]
         )
-        * layer(selected, "selected").opts(
-            marker="circle", size=22, fill_alpha=0, line_color="#D62728", line_width=4
-        )
+        * _ring(frame, selected)
     )  # fmt: skip
+
+
+def selection_layer(frame: pd.DataFrame, selected: Sequence[str] = ()) -> hv.Overlay:
+    """Only the selected point(s) ringed (the user map: its legend names what it draws)."""
+    return hv.Overlay([_ring(frame, selected)])
 
 
 def nearest_row(frame: pd.DataFrame, x: float, y: float) -> int:

@@ -138,7 +138,7 @@ class EmbeddingsView(TabView):
     def user_highlights(self, run: str, user: str) -> hv.Overlay:
         """The selected user ringed on the user map."""
         frame = self.user_frame() if run else pd.DataFrame(columns=["x", "y", "id", "label"])
-        return plots.highlight_layer(frame, selected=[user] if user else [])
+        return plots.selection_layer(frame, [user] if user else [])
 
     # -- taps ------------------------------------------------------------------------------
     def pick(self, frame: pd.DataFrame, x: float | None, y: float | None) -> str | None:
