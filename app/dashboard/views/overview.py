@@ -277,7 +277,7 @@ class OverviewView(TabView):
             )
         )
 
-    @param.depends("state.run", "tick")
+    @param.depends("state.run")
     @guarded
     def run_curve(self) -> pn.viewable.Viewable:
         """The selected run's validation curve, the epoch it kept marked."""
