@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import holoviews as hv
@@ -215,6 +216,23 @@ def test_models_are_kept_and_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert ToyDiffusion.load(saved).losses == pytest.approx(retrained.losses)
 
 
+def test_a_model_is_trained_once_when_asked_twice_at_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(teaching, "TOY_ITERS", 40)
+    calls: list[str] = []
+    train = ToyDiffusion.train
+
+    def counted(*args: object, **kwargs: object) -> ToyDiffusion:
+        calls.append("train")
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(ToyDiffusion, "train", counted)
+    page = TeachingDiffusion(lambda run: np.zeros((0, 2)), tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: page.model("spiral", "linear"), range(2))
+    assert first is second and calls == ["train"]
+    assert page.progress("spiral", "linear") == 0  # no training running
+
+
 def test_item_map_models_are_keyed_by_the_points(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(teaching, "TOY_ITERS", 20)
     maps = {"a": make_shape("circle", 300), "b": make_shape("moons", 300)}
@@ -230,20 +248,26 @@ def test_the_panel_shows_progress_while_training(tmp_path: Path, monkeypatch) ->
     from app.dashboard.engine_service import EngineService
     from app.dashboard.state import Selection
 
-    monkeypatch.setattr(teaching, "TOY_ITERS", 250)
+    monkeypatch.setattr(teaching, "TOY_ITERS", 400)
     service = EngineService(tmp_path / "runs")
     service.teaching = TeachingDiffusion(lambda run: np.zeros((0, 2)), tmp_path / "toy")
     view = DiffusionView(state=Selection(), service=service, shape="circle", toy_steps=10)
+    shown: list[int] = []
 
     async def collect() -> list[pn.viewable.Viewable]:
-        return [part async for part in view.toy_panel()]
+        parts = []
+        async for part in view.toy_panel():
+            parts.append(part)
+            for bar in part.select(pn.indicators.Progress):
+                assert bar.max == 400
+                bar.param.watch(lambda event: shown.append(event.new), "value")
+        return parts
 
     training, body = asyncio.run(collect())
-    bars = [p for p in training if isinstance(p, pn.indicators.Progress)]
     assert "Training the toy model on" in str(training[0].object)
-    assert bars and bars[0].value == bars[0].max == 250
+    assert any(0 < value < 400 for value in shown), shown  # it moved while training
     assert body[0] is view._toy_player and view._toy_player.end == 10
-    assert "250 iterations in" in str(body[-1].object)
+    assert "400 iterations in" in str(body[-1].object)
     (again,) = asyncio.run(collect())  # trained: straight to the particles
     assert again[0] is view._toy_player
     view.shape = ITEM_MAP  # no run selected: a message instead of a traceback

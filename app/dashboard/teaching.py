@@ -11,9 +11,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,15 +35,13 @@ TOY_PARTICLES = 400
 ITEM_MAP = "item map"
 """The shape name that diffuses onto a run's item map instead of a drawn shape."""
 
-Progress = Callable[[int, float], Any]
-"""``progress(iteration, loss)``, called while a model trains."""
-
 
 class TeachingDiffusion:
     """Toy DDPMs on the offered shapes (or a run's item map), and their sampled frames.
 
     ``item_points(run_id) -> [n, 2]`` gives a run's item map points; trained models are saved
-    in ``folder`` (default ``$RECLENS_HOME/toy-models``).
+    in ``folder`` (default ``$RECLENS_HOME/toy-models``). A model is trained by one thread at a
+    time: another asking for it meanwhile waits for that training instead of starting its own.
     """
 
     def __init__(
@@ -54,13 +52,13 @@ class TeachingDiffusion:
         self._models: LRU[ToyDiffusion] = LRU(16)
         self._frames: LRU[np.ndarray] = LRU(64)
         self._ready: set[tuple[str, ...]] = set()
+        self._progress: dict[tuple[str, ...], int] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._guard = threading.Lock()
 
-    def model(
-        self, shape: str, schedule: str, run_id: str = "", progress: Progress | None = None
-    ) -> ToyDiffusion:
+    def model(self, shape: str, schedule: str, run_id: str = "") -> ToyDiffusion:
         """The trained teaching model of ``shape`` (``item map``: of the run's item map),
-        from memory, from its file, or trained now (``progress`` is told every 100 iterations).
-        """
+        from memory, from its file, or trained now (see :meth:`progress`)."""
         key = self._key(shape, schedule, run_id)
 
         def make() -> ToyDiffusion:
@@ -73,14 +71,23 @@ class TeachingDiffusion:
                     log.warning("retraining the toy model: %s", err)
             model = ToyDiffusion.train(
                 points, n_steps=TOY_TRAIN_STEPS, schedule=schedule, iters=TOY_ITERS,
-                callback=progress,
+                callback=lambda it, _loss: self._progress.__setitem__(key, it),
             )  # fmt: skip
             self._save(model, path)
             return model
 
-        model = self._models.get(key, make)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            model = self._models.get(key, make)
         self._ready.add(key)
+        self._progress.pop(key, None)
         return model
+
+    def progress(self, shape: str, schedule: str, run_id: str = "") -> int:
+        """Iterations done (of :data:`TOY_ITERS`) by the training of this model now running;
+        0 when none runs."""
+        return self._progress.get(self._key(shape, schedule, run_id), 0)
 
     def is_ready(self, shape: str, schedule: str, run_id: str = "") -> bool:
         """Whether :meth:`model` returns without training (in memory or saved)."""
@@ -99,10 +106,9 @@ class TeachingDiffusion:
         run_id: str = "",
         n_particles: int = TOY_PARTICLES,
         seed: int = 0,
-        progress: Progress | None = None,
     ) -> np.ndarray:
         """Particle positions [n_steps + 1, n_particles, 2] from noise to samples."""
-        model = self.model(shape, schedule, run_id, progress)
+        model = self.model(shape, schedule, run_id)
         key = (shape, schedule, sampler, int(n_steps), run_id, n_particles, seed)
         return self._frames.get(
             key,
