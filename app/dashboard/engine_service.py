@@ -35,6 +35,7 @@ from app.dashboard.shaping import (
     dataset_card,
     explanation_view,
     fidelity_frame,
+    ranked_against,
     recommendation_frame,
     with_xy,
 )
@@ -281,16 +282,11 @@ class EngineService:
         def make() -> pd.DataFrame:
             spin = self.explain(run_id, user, item, history=hist)
             built = {n: explainer_registry.create(n, train=loaded.split.train) for n in names}
+            x, exclude = ranked_against(loaded, spin.raw)  # ranks as the sentence's, top-K's
             result = explain_target(
-                loaded.opened.model,
-                loaded.opened.history_vector(hist),
-                target,
-                built,
-                user=u,
-                seed=loaded.opened.seed,
-                given={"spinrec": spin.raw},
-                best_of_kappa=False,
-            )
+                loaded.opened.model, x, target, built, user=u, seed=loaded.opened.seed,
+                given={"spinrec": spin.raw}, best_of_kappa=False, exclude=exclude,
+            )  # fmt: skip
             return fidelity_frame(result)
 
         return self._fidelity.get(("fid", run_id, u, target, hist.tobytes(), names), make)

@@ -235,7 +235,7 @@ def explanation_view(loaded: LoadedRun, target: int, exp: SpinRecExplanation) ->
     user_ids = loaded.users["id"].to_numpy()
     baselines = np.asarray(exp.baseline_users, dtype=np.int64)
     opened = loaded.opened
-    x, exclude = _ranked_against(loaded, exp)
+    x, exclude = ranked_against(loaded, exp)
     rank = int(target_ranks(opened.model, x, target, exclude)[0])
     alternatives = pd.DataFrame(
         {
@@ -274,12 +274,12 @@ def path_rank_curves(loaded: LoadedRun, exp: ExplanationView) -> np.ndarray:
     its ``rank`` counts (so every path ends at ``rank``): one batched forward pass over the
     ``kappa * n_alpha`` path points, made only when the rank view is asked for."""
     raw = exp.raw
-    x, exclude = _ranked_against(loaded, raw)
+    x, exclude = ranked_against(loaded, raw)
     baselines = loaded.split.train[np.asarray(raw.baseline_users, dtype=np.int64)].toarray()
     return path_ranks(loaded.opened.model, x, baselines, raw.alphas, raw.target, exclude)
 
 
-def _ranked_against(loaded: LoadedRun, exp: SpinRecExplanation) -> tuple[Tensor, np.ndarray]:
+def ranked_against(loaded: LoadedRun, exp: SpinRecExplanation) -> tuple[Tensor, np.ndarray]:
     """The explained history as a vector [n_items] and the items a rank leaves out, bool
     [n_items]: the history and the user's validation items, as the top-K leaves them out."""
     x = loaded.opened.history_vector(exp.items)
@@ -293,7 +293,8 @@ def fidelity_frame(result: TargetFidelity) -> pd.DataFrame:
     """Deletion and insertion curves of every explainer of ``result`` as one long frame:
     ``explainer``, ``kind`` (deletion/insertion), ``fraction``, ``value`` (the model's output
     for the target), ``quantity`` (what that is, :func:`quantity_label`) and ``rank`` (the
-    target's rank among non-history items)."""
+    target's rank among the items the fidelity pass ranks: the service passes
+    :func:`ranked_against`'s, outside the history and the validation items, as the top-K)."""
     n_hist = max(int(next(iter(result.explanations.values())).items.shape[0]), 1)
     fractions = result.curves.counts / n_hist
     rows = [

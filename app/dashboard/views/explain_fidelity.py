@@ -2,7 +2,9 @@
 
 The curves (several explainers, each rescoring many edited histories) are computed only when
 the button is pressed (or, with the box ticked, whenever the selection changes), through the
-engine service's one batched fidelity pass.
+engine service's one batched fidelity pass. They follow the path plot's measure selector: the
+model's own output (named for what it is, a softmax or sigmoid probability or a score) or the
+target's rank, comparable across models.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from panel.io import hold
 from app.dashboard.fidelity_jobs import MAX_USERS
 from app.dashboard.plots import explain as plots
 from app.dashboard.plots.explainer_style import coincide_note
+from app.dashboard.shaping import quantity_label
 from app.dashboard.views.common import (
+    Markup,
     caption,
     csv_download,
     friendly,
@@ -49,6 +53,36 @@ NO_EVIDENCE = (
 )
 
 
+MEASURES: tuple[str, ...] = ("value", "rank")
+KINDS: tuple[str, ...] = ("deletion", "insertion")
+STYLE_NOTE = (
+    "SPINRec is orange; every explainer keeps its colour and marker shape in every view and in "
+    "the export."
+)
+
+
+def fidelity_caption(measure: str, quantity: str) -> Markup:
+    """What the deletion and insertion plots draw, for the model's ``quantity`` (a softmax or
+    sigmoid probability, a score) or, with ``measure="rank"``, the target's rank."""
+    if measure == "rank":
+        return md(
+            "Deletion: the target's rank (1 = top, comparable across models) among the items the "
+            "top-K ranks (outside the history and the validation items) as the most important "
+            "history items are removed (a faithful explanation sends it down the list fast). "
+            "Insertion: keeping only the most important items (a faithful one lifts it up the "
+            "list fast). {style}",
+            style=STYLE_NOTE,
+        )
+    return md(
+        "Deletion: the target's {quantity} (the model's own output, not comparable across "
+        "models) as the most important history items are removed (a faithful explanation drops "
+        "it fast). Insertion: keeping only the most important items (a faithful one raises it "
+        "fast). {style}",
+        quantity=quantity,
+        style=STYLE_NOTE,
+    )
+
+
 class NothingSelected(Exception):
     """Nothing is selected yet (not an error)."""
 
@@ -73,6 +107,7 @@ class FidelitySection(pn.viewable.Viewer):
         self.baselines = list(self._picker.value)
         self._build()
         self.param.watch(self._on_baselines, ["baselines"])
+        view.explained.param.watch(self._on_measure, ["measure"])
 
     def _build(self) -> None:
         """The fidelity section: a button, a note, and the two curve plots (added on first use)."""
@@ -87,12 +122,10 @@ class FidelitySection(pn.viewable.Viewer):
         )
         self._note = markdown(PROMPT)
         self._plots = pn.Row(sizing_mode="stretch_width")
-        self._caption = caption(
-            "Deletion: the target's probability as the most important history items are "
-            "removed (a faithful explanation drops it fast). Insertion: keeping only the "
-            "most important items (a faithful one raises it fast). SPINRec is orange; every "
-            "explainer keeps its colour and marker shape in every view and in the export."
-        )
+        # One deletion and one insertion plot per measure, swapped in the panes: a live Bokeh
+        # figure cannot switch its y axis between linear and log (nor flip it).
+        self._maps: dict[str, list[hv.DynamicMap]] = {}
+        self._caption = caption(fidelity_caption("value", quantity_label("")))
         self._coincide = caption("")
         self._csv = csv_download(self.frame, "reclens-fidelity.csv")
         self._evidence = caption("")
@@ -221,10 +254,11 @@ class FidelitySection(pn.viewable.Viewer):
         self._error.visible = False
         if not self._plots.objects:
             rev = self.param.rev
-            self._plots.objects = [
-                hv_pane(hv.DynamicMap(pn.bind(self.element, "deletion", rev=rev))),
-                hv_pane(hv.DynamicMap(pn.bind(self.element, "insertion", rev=rev))),
-            ]
+            self._maps = {
+                m: [hv.DynamicMap(pn.bind(self.element, k, rev=rev, measure=m)) for k in KINDS]
+                for m in MEASURES
+            }
+            self._plots.objects = [hv_pane(d) for d in self._maps[self.measure]]
         self.rev += 1
         self.shown.visible = True
         shown = ", ".join(["spinrec", *[n for n in names if n != "spinrec"]])
@@ -233,19 +267,41 @@ class FidelitySection(pn.viewable.Viewer):
             shown=shown,
             seconds=time.perf_counter() - start,
         )
-        self._coincide.object = md("{note}", note=coincide_note(curves))
+        self._describe()
         self._evidence.object = md(
             "These curves are one user's: an illustration, not evidence. {across}",
             across=self.view.service.fidelity_evidence(self.view.state.run) or NO_EVIDENCE,
         )
         return curves
 
-    def element(self, kind: str, rev: int = 0) -> hv.Overlay:
-        """Deletion or insertion curves of the last computed fidelity (empty before)."""
+    @property
+    def measure(self) -> str:
+        """What the curves show: ``value`` (the model's output) or ``rank``, as the path plot."""
+        return str(self.view.explained.measure)
+
+    def _on_measure(self, _: Any = None) -> None:
+        """Show the plots of the newly selected measure, with their caption and note."""
+        for pane, dmap in zip(self._plots.objects, self._maps.get(self.measure, []), strict=False):
+            pane.object = dmap
+        if self.curves is not None:
+            self._describe()
+
+    def _describe(self) -> None:
+        """The caption and the coinciding-curves note of the shown curves and measure."""
+        curves = self.frame()
+        known = "quantity" in curves and len(curves)
+        quantity = str(curves["quantity"].iloc[0]) if known else quantity_label("")
+        self._caption.object = fidelity_caption(self.measure, quantity)
+        self._coincide.object = md("{note}", note=coincide_note(curves, column=self.measure))
+
+    def element(self, kind: str, rev: int = 0, measure: str = "value") -> hv.Overlay:
+        """Deletion or insertion curves of the last computed fidelity (empty before): the
+        target's output under the model's link (``measure="value"``) or its rank (``"rank"``)."""
         curves = self.frame()
         if curves.empty:
-            curves = pd.DataFrame({"explainer": [], "kind": [], "fraction": [], "probability": []})
-        return plots.fidelity_curves(curves, kind).opts(framewise=True)
+            columns = ("explainer", "kind", "fraction", "value", "quantity", "rank")
+            curves = pd.DataFrame({c: [] for c in columns})
+        return plots.fidelity_curves(curves, kind, measure=measure).opts(framewise=True)
 
     def follow(self) -> None:
         """Recompute the curves when the box "recompute when the selection changes" is ticked."""
