@@ -34,13 +34,15 @@ SCRIPT = SERVER_SCRIPT.replace(
     f"from app.dashboard import teaching\nteaching.TOY_ITERS = {ITERS}",
 )
 FIGURE = """() => {
-  for (const doc of Bokeh.documents)
-    for (const m of doc.all_models)
-      if (m.title && typeof m.title.text === "string" && m.title.text.startsWith("DDIM step"))
-        return [m.frame_width, m.frame_height, m.x_range.start, m.x_range.end,
-                m.y_range.start, m.y_range.end];
-  return null;
+  const view = Bokeh.index.query_one((v) => v.model.title != null
+    && typeof v.model.title.text === "string" && v.model.title.text.startsWith("DDIM step"));
+  if (view == null || view.frame == null) return null;
+  const box = view.el.getBoundingClientRect();
+  const {x_range, y_range} = view.model;
+  return [view.frame.bbox.width, view.frame.bbox.height, x_range.start, x_range.end,
+          y_range.start, y_range.end, box.width, box.height];
 }"""
+"""The teaching plot as drawn: its frame's size in pixels, its ranges, its element's size."""
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +72,9 @@ def test_training_shows_progress_then_round_particles(page: Page, fresh_server: 
     expect(page.get_by_text(f"{ITERS} iterations in")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Training the toy model on moons")).to_have_count(0)
     page.wait_for_function(f"({FIGURE})() !== null", timeout=TIMEOUT)
-    width, height, x0, x1, y0, y1 = page.evaluate(FIGURE)
+    width, height, x0, x1, y0, y1, outer_width, outer_height = page.evaluate(FIGURE)
     assert width / height == pytest.approx((x1 - x0) / (y1 - y0), rel=0.02)
+    assert width <= outer_width < width + 250 and height <= outer_height < height + 150
     page.get_by_text(f"{ITERS} iterations in").scroll_into_view_if_needed()
     save_shot(page, "teaching-diffusion")
     # a trained model is kept: another shape trains, coming back to the moons does not

@@ -327,7 +327,7 @@ class DiffusionView(TabView):
         )  # fmt: skip
         return pn.Column(
             self._toy_player,
-            hv_pane(dmap),
+            pn.pane.HoloViews(dmap, linked_axes=False),  # its own size: equal units on the axes
             caption(
                 md(
                     "Particles start as pure noise (step 0) and are denoised step by step by a "
