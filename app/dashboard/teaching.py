@@ -78,10 +78,12 @@ class TeachingDiffusion:
 
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            model = self._models.get(key, make)
+        try:
+            with lock:
+                model = self._models.get(key, make)
+        finally:
+            self._progress.pop(key, None)
         self._ready.add(key)
-        self._progress.pop(key, None)
         return model
 
     def progress(self, shape: str, schedule: str, run_id: str = "") -> int:
