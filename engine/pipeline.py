@@ -38,7 +38,7 @@ from data.prepare import prepare
 from data.splits import Split, split
 from engine import beyond, presets, registry
 from engine.contract import Recommender
-from engine.device import resolve_device
+from engine.device import ThreadGovernor, resolve_device
 from engine.evaluate import evaluate
 from engine.run_config import DatasetSpec, RunConfig, SplitSpec
 from engine.runs import (
@@ -293,8 +293,10 @@ def train_run(
             f"training of {name} was cancelled after {trained.epochs_run} epochs; nothing was saved"
         )
     eval_start = time.perf_counter()
-    test = evaluate(recommender, parts, "test", ks=KS)
-    valid = evaluate(recommender, parts, "valid", ks=KS) if len(parts.eval_users("valid")) else None
+    with ThreadGovernor(torch_device):  # threads the other processes leave free, chosen once
+        test = evaluate(recommender, parts, "test", ks=KS)
+        has_valid = len(parts.eval_users("valid")) > 0
+        valid = evaluate(recommender, parts, "valid", ks=KS) if has_valid else None
     end = time.perf_counter()
     seconds.update(
         fit=trained.seconds,

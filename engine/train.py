@@ -22,7 +22,9 @@
 4. ``callback(report)`` is called after each epoch with an :class:`EpochReport`, and a set
    ``cancel`` event stops training between two batches.
 
-Closed-form models (``trainable = False``) are fitted once with ``model.fit`` instead.
+Closed-form models (``trainable = False``) are fitted once with ``model.fit`` instead, with the
+thread count the governor chooses on entry (on a loaded two-core machine, EASE's Cholesky
+inverse at ML-1M size took 37 s with two spinning threads and 4 s with one).
 """
 
 from __future__ import annotations
@@ -194,8 +196,9 @@ def fit(
     config = config or config_for(model)
     start = time.perf_counter()
     train = split.fit_matrix()
-    if not model.trainable:
-        return _fit_closed_form(model, split, train, config, callback, cancel, start)
+    if not model.trainable:  # one big product or factorisation: threads chosen once, too
+        with ThreadGovernor(model.device):
+            return _fit_closed_form(model, split, train, config, callback, cancel, start)
 
     device = model.device
     with _seeded(config.seed, device), deterministic(device), ThreadGovernor(device) as threads:
