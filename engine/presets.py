@@ -52,6 +52,7 @@ PRESETS: dict[str, Preset] = {
                 "dims": (600, 200, 600),
                 "emb_size": 10,
                 "reweight": True,
+                "norm": False,
             },
             train={
                 "epochs": 1000,
@@ -68,8 +69,9 @@ PRESETS: dict[str, Preset] = {
                 "Wang et al., Diffusion Recommender Model, SIGIR 2023: the authors' released "
                 "ml-1m_clean command (lr 1e-3, weight decay 0, batch 400, dims [200,600], "
                 "emb 10, x0 prediction, T=40, noise scale 5e-3 in [5e-3, 1e-2], no sampling "
-                "noise, reweighting) and their main.py's selection (validation Recall@20 every "
-                "5 epochs, stop after 20 epochs without improvement)"
+                "noise, reweighting, no input normalisation: main.py's --norm defaults to "
+                "False) and their main.py's selection (validation Recall@20 every 5 epochs, "
+                "stop after 20 epochs without improvement)"
             ),
             note=(
                 "the reference code's --dims [200,600] are the decoder's hidden sizes, the "
