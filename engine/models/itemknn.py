@@ -41,7 +41,7 @@ class ItemKNN(Recommender):
     def fit(self, train: sp.csr_matrix) -> None:
         """Cosine similarities of the item columns of ``train`` [n_users, n_items], top-k kept."""
         binary = sp.csr_matrix(train > 0, dtype=np.float32)
-        co = torch.from_numpy((binary.T @ binary).toarray()).to(self.device)  # [n_items, n_items]
+        co = torch.from_numpy((binary.T.tocsr() @ binary).toarray()).to(self.device)  # [I, I]
         norms = torch.sqrt(torch.diagonal(co).clone())  # |c_i|: sqrt of each item's count
         sim = co / (norms[:, None] * norms[None, :] + self.shrink + 1e-6)
         sim.fill_diagonal_(0.0)
