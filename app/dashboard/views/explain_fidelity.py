@@ -70,7 +70,9 @@ def fidelity_caption(measure: str, quantity: str) -> Markup:
             "top-K ranks (outside the history and the validation items) as the most important "
             "history items are removed (a faithful explanation sends it down the list fast). "
             "Insertion: keeping only the most important items (a faithful one lifts it up the "
-            "list fast). {style}",
+            "list fast). Items the model rates exactly as high as the target are not counted "
+            "ahead of it: where it rates every item alike (ease with no history left) the "
+            "target reads rank 1. {style}",
             style=STYLE_NOTE,
         )
     return md(
