@@ -105,8 +105,8 @@ def fidelity_curves(
 
     ``curves``: long table with ``explainer``, ``kind`` ("deletion"/"insertion"), ``fraction``
     (share of history items removed or inserted, 0..1), ``value`` (the model's output for the
-    target), ``quantity`` (what that output is) and ``rank`` (the target's rank among
-    non-history items), as :func:`app.dashboard.shaping.fidelity_frame` makes it; ``measure``:
+    target), ``quantity`` (what that output is) and ``rank`` (the target's rank among the
+    items the top-K ranks), as :func:`app.dashboard.shaping.fidelity_frame` makes it; ``measure``:
     the column drawn, ``value`` or ``rank`` (comparable across models; log axis, top at the
     top). ``focus`` is drawn thick. For deletion lower is better, for insertion higher is
     better (on the drawn axis).
