@@ -18,6 +18,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -160,6 +161,14 @@ def hide_paths(message: str) -> str:
     """``message`` with file system paths replaced by ``<path>`` (the page never shows where
     the server keeps its files; the CLI and the server log still do)."""
     return _PATH.sub("<path>", message)
+
+
+def source_label(source: str) -> str:
+    """A dataset's source for the page: a name as it is, a file or folder by its last part
+    only (``hide_paths``' rule: the page never shows where the server keeps its files)."""
+    if hide_paths(source) == source:
+        return source
+    return f"from {Path(source.rstrip('/')).name or 'a local file'}"
 
 
 def error_message(err: BaseException) -> tuple[str, str]:

@@ -209,11 +209,13 @@ class DiffusionView(TabView):
         heat = (
             self.heat_element(**deps) * hv.DynamicMap(pn.bind(plots.step_line, step=step))
         ).opts(legend_position="right")  # outside the strip, beside the colour bar
-        metrics = self.metrics_element(**deps) * hv.DynamicMap(
-            pn.bind(plots.step_marker, step=step)
-        )
+        metrics = (
+            self.metrics_element(**deps) * hv.DynamicMap(pn.bind(plots.step_marker, step=step))
+        ).opts(legend_position="right")  # legends beside the plots, not over the data
         ranks = self.rank_element(**deps) * hv.DynamicMap(pn.bind(plots.step_marker, step=step))
-        where = self.map_element(**deps) * hv.DynamicMap(pn.bind(self.position_element, step=step))
+        where = (
+            self.map_element(**deps) * hv.DynamicMap(pn.bind(self.position_element, step=step))
+        ).opts(legend_position="right")
         return pn.Column(
             friendly(self.motion_note(), "info"),
             pn.Row(self._player, self._step_words, sizing_mode="stretch_width"),

@@ -24,6 +24,7 @@ from app.dashboard.views.common import (
     markdown,
     md,
     no_selection,
+    source_label,
     table_title,
 )
 from app.dashboard.views.validation import validation_panel
@@ -236,7 +237,7 @@ class OverviewView(TabView):
             interactions=card["n_interactions"],
             density=card["density"],
             share=share,
-            source=hide_paths(str(card.get("source", ""))),
+            source=source_label(str(card.get("source", ""))),
         )
         return pn.Column(
             markdown(facts, margin=(0, 10)),
