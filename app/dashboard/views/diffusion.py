@@ -211,11 +211,11 @@ class DiffusionView(TabView):
         ).opts(legend_position="right")  # outside the strip, beside the colour bar
         metrics = (
             self.metrics_element(**deps) * hv.DynamicMap(pn.bind(plots.step_marker, step=step))
-        ).opts(legend_position="right")  # legends beside the plots, not over the data
+        ).opts(legend_position="top")  # legends above the plots, not over the data
         ranks = self.rank_element(**deps) * hv.DynamicMap(pn.bind(plots.step_marker, step=step))
         where = (
             self.map_element(**deps) * hv.DynamicMap(pn.bind(self.position_element, step=step))
-        ).opts(legend_position="right")
+        ).opts(legend_position="top", legend_cols=2)  # two rows
         return pn.Column(
             friendly(self.motion_note(), "info"),
             pn.Row(self._player, self._step_words, sizing_mode="stretch_width"),
