@@ -79,7 +79,11 @@ PAPER_METRICS: dict[str, tuple[float, float, float, float]] = {
 }
 """DiffRec paper (Wang et al. 2023) Table 2, ML-1M clean: R@10, R@20, N@10, N@20 (``bpr``: MF)."""
 
-PAPER_PRESETS: dict[str, str] = {"diffrec": "diffrec-paper-ml1m", "multvae": "multvae-paper-ml1m"}
+PAPER_PRESETS: dict[str, str] = {
+    "diffrec": "diffrec-paper-ml1m",
+    "multvae": "multvae-paper-ml1m",
+    "lightgcn": "lightgcn-ml1m",
+}
 GIVEN_METRICS: tuple[str, ...] = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 MARGIN = 0.01
