@@ -26,8 +26,9 @@ Measured at MovieLens-10M size on the shared 2-core CPU machine (2026-12-01; loa
 beside each figure): data 29.0 s (43 s CPU, peak 3.3 GiB; load 1.8), 292 s at load 12 to 14;
 train-ease: fit 392 s (missed < 300 s; load 9 to 4), step 1,697 s wall / 662 s CPU, peak 4.3
 GiB; train-fism (120 s budget): 5 epochs, 609 s, peak 3.7 GiB; fidelity (fism, 1,000 users):
-99.5 s, peak 3.4 GiB; project (PCA, 2 runs): 10.1 s, peak 1.2 GiB; dashboard: first page
-2.97 s, user switch median 0.76 s, server warm-up 60 s, tree peak 3.5 GiB (load 2.8).
+99.5 s, peak 3.4 GiB; beyond (EASE run): 358 s, peak 3.7 GiB; project (PCA, 2 runs): 10.1 s,
+peak 1.2 GiB; dashboard: first page 2.97 s, user switch median 0.76 s, server warm-up 60 s,
+tree peak 3.5 GiB (load 2.8).
 pop, itemknn, multvae and diffrec ran at --small size only.
 
     .venv/bin/python bench/scale_bench.py --small          # a quick check (seconds)
