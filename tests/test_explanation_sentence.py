@@ -50,7 +50,7 @@ def test_history_pushing_down_is_said_even_for_a_recommended_item() -> None:
     assert "On balance the history pushes it down: 3 of its 4 items pull it down" in text
     assert "82% of the attribution" in text  # 0.9 of 1.1
     assert "most of all \u201citem 2\u201d" in text
-    assert "recommended despite its history" in text
+    assert "recommended although its history, on balance, lowers its score" in text
     assert "1 of its 2 items pulls it down" in say([0.1, -0.5])
     assert "rests on" not in text
 

@@ -76,8 +76,8 @@ def _attribution_part(frame: pd.DataFrame, *, recommended: bool, n_top: int) -> 
     if up <= 0 or down > up:
         share = down / (up + down)
         why = (
-            "it is recommended despite its history, for other reasons such as its overall "
-            "popularity"
+            "it is recommended although its history, on balance, lowers its "
+            "score (this attribution does not say what raises it)"
             if recommended
             else "the history holds it back"
         )
