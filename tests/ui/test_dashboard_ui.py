@@ -11,13 +11,12 @@ import time
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
-from ui_support import CHROMIUM, Server, save_shot
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page, save_shot
 
 pytestmark = [
     pytest.mark.ui,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
-TIMEOUT = 90_000
 
 
 def users_and_runs(server: Server) -> tuple[list[str], str]:
@@ -29,16 +28,6 @@ def users_and_runs(server: Server) -> tuple[list[str], str]:
     loaded = service.load(runs.get("ease") or next(iter(runs.values())))
     users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:10]]
     return users, runs.get("diffrec", "")
-
-
-def open_page(page: Page, server: Server, query: str = "") -> list[str]:
-    """Open the dashboard with ``query``; returns the list the console errors go to."""
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(server.url + query, timeout=TIMEOUT)
-    return errors
 
 
 def test_page_loads_without_console_errors(page: Page, ui_server: Server) -> None:

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, Route, expect
-from ui_support import CHROMIUM, Server
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page
 
 pytestmark = [
     pytest.mark.ui,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
-TIMEOUT = 90_000
 
 
 def diffrec_run(server: Server) -> tuple[str, str, int]:
@@ -36,11 +35,7 @@ def diffrec_run(server: Server) -> tuple[str, str, int]:
 def open_diffusion(page: Page, server: Server) -> tuple[list[str], int]:
     """Open the Diffusion tab of the diffrec run; returns the console errors list and T."""
     run, user, steps = diffrec_run(server)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(f"{server.url}?tab=diffusion&run={run}&user={user}", timeout=TIMEOUT)
+    errors = open_page(page, server, f"?tab=diffusion&run={run}&user={user}")
     expect(page.get_by_text("Top-K at this step")).to_be_visible(timeout=TIMEOUT)
     return errors, steps
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 from playwright.sync_api import Page, expect
-from test_explain_words_ui import TIMEOUT, item_outside_top_k
-from ui_support import CHROMIUM, Server, save_shot
+from test_explain_words_ui import item_outside_top_k
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page, save_shot
 
 from app.dashboard.shaping import RANK_LABEL
 
@@ -40,11 +40,7 @@ def wait_for_labels(page: Page, label: str, count: int, timeout: float = 30.0) -
 
 def test_fidelity_curves_follow_the_measure_selector(page: Page, ui_server: Server) -> None:
     run, user, _ = item_outside_top_k(ui_server)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(f"{ui_server.url}?tab=explain&run={run}&user={user}", timeout=TIMEOUT)
+    errors = open_page(page, ui_server, f"?tab=explain&run={run}&user={user}")
     expect(page.locator(".reclens-sentence")).to_be_visible(timeout=TIMEOUT)
     page.get_by_role("button", name="Compute fidelity curves").click()
     captions = page.locator(".reclens-caption")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from playwright.sync_api import Page, expect
-from ui_support import CHROMIUM, Server, save_shot
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page, save_shot
 
 from app.dashboard.sentence import ordinal
 from app.dashboard.shaping import RANK_LABEL
@@ -17,7 +17,6 @@ pytestmark = [
     pytest.mark.ui,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
-TIMEOUT = 90_000
 RANK = 25
 """The asked item's rank in the user's list (outside the default top-10)."""
 
@@ -45,11 +44,7 @@ def axis_labels(page: Page) -> list[str]:
 
 def test_item_outside_the_top_k_is_said_to_be_outside(page: Page, ui_server: Server) -> None:
     run, user, item = item_outside_top_k(ui_server)
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(f"{ui_server.url}?tab=explain&run={run}&user={user}&item={item}", timeout=TIMEOUT)
+    errors = open_page(page, ui_server, f"?tab=explain&run={run}&user={user}&item={item}")
     sentence = page.locator(".reclens-sentence")
     expect(sentence).to_contain_text(
         f"is not in user {user}'s top-10 by ease: it ranks {ordinal(RANK)} of the",

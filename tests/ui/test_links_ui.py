@@ -11,13 +11,12 @@ from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
-from ui_support import CHROMIUM, Server
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page
 
 pytestmark = [
     pytest.mark.ui,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
-TIMEOUT = 90_000
 TAB_LABELS = {
     "overview": "Overview",
     "embeddings": "Embeddings",
@@ -36,16 +35,6 @@ def runs_and_users(server: Server) -> tuple[dict[str, str], list[str], list[str]
     loaded = service.load(runs.get("ease") or next(iter(runs.values())))
     users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:3]]
     return runs, service.run_ids(), users
-
-
-def open_page(page: Page, server: Server, query: str = "") -> list[str]:
-    """Open the dashboard with ``query``; returns the list the console errors go to."""
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(server.url + query, timeout=TIMEOUT)
-    return errors
 
 
 def address(page: Page) -> dict[str, str]:

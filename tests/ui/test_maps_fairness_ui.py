@@ -11,7 +11,7 @@ import time
 
 import pytest
 from playwright.sync_api import Page, expect
-from ui_support import CHROMIUM, Server
+from ui_support import CHROMIUM, TIMEOUT, Server, open_page
 
 from app.dashboard.plots.embeddings import category_labels, is_categorical
 
@@ -20,7 +20,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
-TIMEOUT = 90_000
 MAPS_JS = """() => {
   const plots = {};
   for (const view of Bokeh.index.all_views()) {
@@ -106,16 +105,6 @@ def runs_and_users(server: Server) -> tuple[str, list[str], object]:
     loaded = service.load(run)
     users = [str(loaded.users["id"].iloc[int(u)]) for u in loaded.split.eval_users("test")[:5]]
     return run, users, service
-
-
-def open_page(page: Page, server: Server, query: str) -> list[str]:
-    """Open the dashboard with ``query``; returns the list the console errors go to."""
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(server.url + query, timeout=TIMEOUT)
-    return errors
 
 
 def matches(info: dict | None, column: str, frame) -> bool:

@@ -9,6 +9,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 CHROMIUM = shutil.which("chromium") or (
     "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
@@ -115,3 +119,17 @@ def stop_server(server: Server, timeout: float = 20.0) -> None:
         server.process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         server.process.kill()
+
+
+TIMEOUT = 90_000
+"""Milliseconds a browser test waits for the page (the shared 2-core machine can be slow)."""
+
+
+def open_page(page: Page, server: Server, query: str = "") -> list[str]:
+    """Open the dashboard with ``query``; returns the list the console errors go to."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    page.goto(server.url + query, timeout=TIMEOUT)
+    return errors
