@@ -29,7 +29,8 @@ GiB; train-fism (120 s budget): 5 epochs, 609 s, peak 3.7 GiB; fidelity (fism, 1
 99.5 s, peak 3.4 GiB; beyond (EASE run): 358 s, peak 3.7 GiB; project (PCA, 2 runs): 10.1 s,
 peak 1.2 GiB; dashboard: first page 2.97 s, user switch median 0.76 s, server warm-up 60 s,
 tree peak 3.5 GiB (load 2.8).
-pop, itemknn, multvae and diffrec ran at --small size only.
+train-multvae (60 s budget): 1 epoch, 571 s, peak 3.3 GiB. pop, itemknn and diffrec ran at
+--small size only.
 
     .venv/bin/python bench/scale_bench.py --small          # a quick check (seconds)
     nice -n 15 .venv/bin/python bench/scale_bench.py       # MovieLens-10M size
