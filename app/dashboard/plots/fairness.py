@@ -41,8 +41,10 @@ def metric_distribution(
     hist = hv.Histogram((edges, freq), kdims=dim, vdims="users").opts(
         color=MUTED, line_color="white", tools=["hover"]
     )
+    label = title or metric
+    small = {"fontsize": {"title": "9pt"}} if len(label) > 28 else {}  # a long name fits a third
     return (hist * marker).opts(
-        responsive=True, height=190, title=title or metric, show_legend=False, toolbar=None
+        responsive=True, height=190, title=label, show_legend=False, toolbar=None, **small
     )
 
 
