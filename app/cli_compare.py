@@ -24,6 +24,7 @@ from itertools import combinations
 from pathlib import Path
 
 from app.cli_data import seed_type
+from app.text_table import aligned
 from data.errors import ReclensError
 from engine.run_comparison import paired_values
 from engine.runs import RunSummary, list_runs, runs_root
@@ -168,15 +169,7 @@ def format_report(results: list[Comparison], dataset: str) -> str:
         ]
         for r in results
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    lines += [line(headers), line(["-" * w for w in widths]), *map(line, rows)]
+    lines += aligned(headers, rows, left=2, strip=True)
     lines += [f"note: {r.a} vs {r.b}: {note}" for r in results for note in r.notes]
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ from app.cli_data import SOURCE_HELP, check_output_file, int_in, seed_type
 from app.cli_train import epoch_bar, parse_models, parse_options
 from app.fidelity_job import SHARD_USERS, RunHandle, combine, fidelity_tasks, run_handle
 from app.fidelity_stats import coinciding, compare_to_spinrec, format_comparisons, verdict
+from app.text_table import aligned
 from data.errors import ReclensError
 from data.paths import reclens_home
 from engine.device import resolve_device
@@ -359,21 +360,11 @@ def format_table(summary: list[dict[str, Any]], all_metrics: bool = False) -> st
         ]
         for row in summary
     ]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
     first = summary[0]
     lines = [
         f"model {first['model']}: {first['n_users']} users, mean ± 95% CI "
         "(del, pos, cdcg: lower is better; ins, neg: higher is better)",
-        line(headers),
-        "  ".join("-" * w for w in widths),
-        *map(line, rows),
+        *aligned(headers, rows),
     ]
     if any(r["explainer"] == "spinrec_best_of_kappa" for r in summary):
         lines.append(

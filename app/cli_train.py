@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from app.cli_backend import add_backend_options, backend_options
 from app.cli_data import SOURCE_HELP, add_column_options, finite_float, int_in, seed_type
+from app.text_table import aligned
 from app.train_job import summaries, train_tasks
 from data.errors import ReclensError
 from data.paths import reclens_home
@@ -294,7 +295,7 @@ def format_seed_table(groups: list[dict[str, Any]], results: list[dict[str, Any]
             cells.append(f"{stat['mean']:.4f}{ci}")
         cells.append(", ".join(f"{v:.4f}" for v in g["metrics"]["ndcg@10"]["values"]))
         rows.append(cells)
-    lines = _table(headers, rows)
+    lines = aligned(headers, rows)
     seeds = ", ".join(str(s) for s in ordered[0]["seeds"]) if ordered else ""
     lines += ["", f"dataset {results[0]['dataset']}, split seeds {seeds}; mean ± 95% CI "
               "(Student's t over the seeds)"]  # fmt: skip
@@ -360,7 +361,7 @@ def format_leaderboard(results: list[dict[str, Any]]) -> str:
         ]
         for r in ordered
     ]
-    lines = _table(headers, rows)
+    lines = aligned(headers, rows)
     first = results[0]
     lines.append("")
     lines.append(
@@ -373,16 +374,3 @@ def format_leaderboard(results: list[dict[str, Any]]) -> str:
         if r["run_dir"] is not None:
             lines.append(f"{r['model']}: {r['run_dir']}")
     return "\n".join(lines)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    """Aligned text lines: the header, a rule, one line per row (first column left-aligned)."""
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return [line(headers), "  ".join("-" * w for w in widths), *map(line, rows)]

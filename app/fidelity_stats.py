@@ -20,6 +20,7 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 
+from app.text_table import aligned
 from engine.stats import Comparison, correct, paired_comparison, significant
 from explainers.fidelity import LOWER_IS_BETTER, METRICS
 from explainers.spinrec import SELECTED_ON
@@ -158,16 +159,13 @@ def format_comparisons(
         ]
         for r in results
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     lines = [
         f"model {model}: each explainer against SPINRec over the same {results[0].n} users, "
         "only on metrics the SPINRec row was not selected on (spinrec: deletion AUC, so not "
         "DEL, POS@K, CDCG; spinrec_ins: insertion AUC; spinrec_single: no selection); "
         f"diff = explainer - spinrec, {CI} bootstrap CI, paired t-test, "
         f"{results[0].correction}; a winner only where p_holm < {ALPHA}",
-        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
-        "  ".join("-" * w for w in widths),
-        *("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows),
+        *aligned(headers, rows, left=len(headers), strip=True),
     ]
     for a, b in coincide:
         lines.append(

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from app.text_table import aligned
+
 if TYPE_CHECKING:  # the CLI imports this module before torch is needed
     from engine.pipeline import RunResult
     from engine.train import EpochReport
@@ -150,15 +152,7 @@ def leaderboard(summaries: list[dict[str, Any]]) -> str:
         ]
         for r in ordered
     ]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    return "\n".join([line(headers), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return "\n".join(aligned(headers, rows, left=2))
 
 
 def _epochs(summary: dict[str, Any]) -> str:
