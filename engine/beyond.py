@@ -174,19 +174,26 @@ def _dense(x: Any) -> np.ndarray:
 def list_similarity(unit: np.ndarray | sp.csr_matrix, recs: np.ndarray) -> np.ndarray:
     """Mean pairwise cosine within each list: float64 [U] (nan when K < 2).
 
-    ``unit``: item vectors with unit (or zero) rows [n_items, d]. With S_u = sum of the list's
-    vectors, the sum over unordered pairs is (|S_u|^2 - sum_l |x_l|^2) / 2, so the cost is
-    O(U K d) with no K x K matrices.
+    ``unit``: item vectors with unit (or zero) rows [n_items, d]. The sum over unordered pairs
+    is (sum_l x_l . S_u - sum_l |x_l|^2) / 2 with S_u the sum of the list's vectors: for vectors
+    no longer than the catalogue (genres, embeddings) x_l . S_u comes from S_u [b, d], at
+    O(U K d) cost with no K x K matrices; for longer ones (co-occurrence columns, d = users)
+    from the listed items' cosines to each other (:func:`_listed_cosine_sums`).
     """
     u, k = recs.shape
     if k < 2:
         return np.full(u, np.nan)
-    total = np.empty(u)
-    step = _batch_users(unit.shape[1], k)
-    for lo in range(0, u, step):
-        hi = min(u, lo + step)
-        summed = _selection(recs[lo:hi], unit.shape[0]) @ unit  # [b, d]
-        total[lo:hi] = _row_sq_norms(summed)
+    if _by_listed_items(unit):
+        rows = np.repeat(np.arange(u), k)
+        sums = _listed_cosine_sums(unit, recs.ravel(), _selection(recs, unit.shape[0]), rows)
+        total = sums.reshape(u, k).sum(axis=1)
+    else:
+        total = np.empty(u)
+        step = _batch_users(unit.shape[1], k)
+        for lo in range(0, u, step):
+            hi = min(u, lo + step)
+            summed = _selection(recs[lo:hi], unit.shape[0]) @ unit  # [b, d]
+            total[lo:hi] = _row_sq_norms(summed)
     self_terms = _row_sq_norms(unit)[recs].sum(axis=1)
     return (total - self_terms) / 2.0 / (k * (k - 1) / 2.0)
 
@@ -196,19 +203,65 @@ def _batch_users(d: int, k: int) -> int:
     return max(1, BATCH_CELLS // max(d * k, 1))
 
 
+def _by_listed_items(unit: np.ndarray | sp.spmatrix) -> bool:
+    """Whether the similarity steps go through the listed items' cosines: for vectors longer
+    than the catalogue (a user's summed vector [d] would cost more than an item's cosines)."""
+    return unit.shape[1] > unit.shape[0]
+
+
+def _listed_cosine_sums(
+    unit: np.ndarray | sp.csr_matrix,
+    anchors: np.ndarray,
+    sets: sp.csr_matrix,
+    set_of: np.ndarray,
+) -> np.ndarray:
+    """For each pair p, the sum of cos(anchors[p], j) over the items j of row set_of[p] of
+    ``sets`` (CSR [S, n_items], entries weighting the terms): float64 [P].
+
+    The cosines of the distinct anchor items to every item are computed a block of rows at a
+    time (about BATCH_CELLS cells), and each pair's terms are gathered from its block, at most
+    about BATCH_CELLS terms at once.
+    """
+    listed, inv = np.unique(anchors, return_inverse=True)
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    sorted_inv = inv[order]
+    columns = unit.T.tocsr() if sp.issparse(unit) else unit.T
+    lengths = np.diff(sets.indptr)
+    out = np.zeros(anchors.shape[0])
+    step = max(1, BATCH_CELLS // max(unit.shape[0], 1))
+    for lo in range(0, listed.shape[0], step):
+        block = _dense(unit[listed[lo : lo + step]] @ columns)  # [c, n_items] cosines
+        first, last = np.searchsorted(sorted_inv, [lo, lo + block.shape[0]])
+        pairs = order[first:last]
+        filled = np.cumsum(lengths[set_of[pairs]]) // BATCH_CELLS  # terms so far, in batches
+        for piece in np.split(pairs, np.flatnonzero(np.diff(filled)) + 1):
+            sub = sets[set_of[piece]]
+            row_of = np.repeat(np.arange(piece.shape[0]), np.diff(sub.indptr))
+            terms = block[inv[piece][row_of] - lo, sub.indices] * sub.data
+            out[piece] = np.bincount(row_of, weights=terms, minlength=piece.shape[0])
+    return out
+
+
 def history_similarity(
     unit: np.ndarray | sp.csr_matrix, history: sp.csr_matrix, recs: np.ndarray
 ) -> np.ndarray:
     """Mean cosine of each listed item to the user's history items: float64 [U, K].
 
     ``history``: CSR [U, n_items], row u = the user's (binary) history; nan for an empty one.
-    With P_u = sum of the history's unit vectors (dense [b, d] per batch of users), the summed
-    cosine of listed item l is x_l . P_u: a gather over the stored entries of the listed items'
-    rows (sparse vectors) or an einsum (dense ones), never an items x items matrix.
+    Vectors no longer than the catalogue: with P_u = sum of the history's unit vectors (dense
+    [b, d] per batch of users), the summed cosine of listed item l is x_l . P_u, a gather over
+    the stored entries of the listed items' rows (sparse vectors) or an einsum (dense ones).
+    Longer ones (co-occurrence columns): the listed items' cosines to the history items
+    (:func:`_listed_cosine_sums`). Never an items x items matrix.
     """
     u, k = recs.shape
     d = unit.shape[1]
     counts = np.diff(history.indptr).astype(np.float64)
+    if _by_listed_items(unit):
+        sums = _listed_cosine_sums(unit, recs.ravel(), history, np.repeat(np.arange(u), k))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums.reshape(u, k) / counts[:, None]
     out = np.empty((u, k))
     step = _batch_users(d, k)
     for lo in range(0, u, step):

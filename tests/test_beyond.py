@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from data.errors import ReclensError
+from engine import beyond
 from engine.beyond import (
     METRIC_DOCS,
     USER_DOCS,
@@ -125,7 +126,17 @@ def test_golden_feature_vector_diversity_and_serendipity(golden: dict, as_genres
 
 # -- vectorised code against per-user loops ----------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 1])
-def test_against_naive_loops(seed: int) -> None:
+@pytest.mark.parametrize("listed", [None, True, False])
+@pytest.mark.parametrize("cells", [1 << 22, 7])
+def test_against_naive_loops(
+    seed: int, listed: bool | None, cells: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # listed: every space through the listed items' cosines (True), through summed user
+    # vectors (False), or each as chosen (None: co-occurrence, d = users > items, is listed);
+    # a tiny batch size makes every block and every gather piece a few cells
+    if listed is not None:
+        monkeypatch.setattr(beyond, "_by_listed_items", lambda unit: listed)
+    monkeypatch.setattr(beyond, "BATCH_CELLS", cells)
     recs, users, train, heldout, genres, emb = _random_case(seed)
     values = user_values(recs, users, train, heldout, genres, emb)
     dense = train.toarray()
