@@ -22,15 +22,15 @@ is its own: wall seconds are timed here, CPU seconds and the peak resident memor
 Every step's target for peak memory is 12 GiB. The load average is printed beside each step:
 on a shared machine the wall times grow with it, CPU seconds much less.
 
-Measured at MovieLens-10M size on the shared 2-core CPU machine (2026-12-01; load average
-beside each figure): data 29.0 s (43 s CPU, peak 3.3 GiB; load 1.8), 292 s at load 12 to 14;
-train-ease: fit 392 s (missed < 300 s; load 9 to 4), step 1,697 s wall / 662 s CPU, peak 4.3
-GiB; train-fism (120 s budget): 5 epochs, 609 s, peak 3.7 GiB; fidelity (fism, 1,000 users):
-99.5 s, peak 3.4 GiB; beyond (EASE run): 358 s, peak 3.7 GiB; project (PCA, 2 runs): 10.1 s,
-peak 1.2 GiB; dashboard: first page 2.97 s, user switch median 0.76 s, server warm-up 60 s,
-tree peak 3.5 GiB (load 2.8).
-train-multvae (60 s budget): 1 epoch, 571 s, peak 3.3 GiB. pop, itemknn and diffrec ran at
---small size only.
+Measured at MovieLens-10M size on the 2-core CPU machine (2026-12-01; load average beside each
+figure). Quiet machine (load 1 to 2), whole ``reclens train`` steps, wall / peak: pop 61.2 s /
+6.2 GiB; itemknn 116.2 s / 4.0 GiB; ease 151.5 s / 4.6 GiB (fit 46.3 s, target < 300 s);
+fism 197.4 s / 3.4 GiB (120 s budget, 8 epochs); multvae 260.8 s / 3.3 GiB (3 epochs); diffrec
+327.9 s / 3.4 GiB (2 epochs); data 23.6 to 28.5 s inside each; beyond (EASE run) 47.6 s, peak
+3.7 GiB. Shared machine: data 29.0 s (peak 3.3 GiB; load 1.8), 292 s at load 12 to 14;
+fidelity (fism, 1,000 users) 99.5 s, peak 3.4 GiB; project (PCA, 2 runs) 10.1 s, peak 1.2 GiB;
+dashboard: first page 2.97 s, user switch median 0.76 s, server warm-up 60 s, tree peak 3.5 GiB
+(load 2.8).
 
     .venv/bin/python bench/scale_bench.py --small          # a quick check (seconds)
     nice -n 15 .venv/bin/python bench/scale_bench.py       # MovieLens-10M size
