@@ -11,7 +11,7 @@ With ``--dataset DIR`` naming a pre-split folder (``train.txt``/``valid.txt``/``
 ``/work/shared/data/diffrec-ml1m``), part 1 is instead the given split against the DiffRec
 paper's Table 2 (ML-1M clean): Recall and NDCG at 10 and 20 per model beside the paper's row
 for it (``bpr`` beside MF), with the relative gap; ``--paper-configs`` starts the models that
-have one from their named ML-1M configuration (:mod:`engine.presets`: ``diffrec-paper-ml1m``,
+have one from their named ML-1M configuration (:mod:`engine.presets`: ``diffrec-ml1m``,
 ``multvae-ml1m``, ``lightgcn-ml1m``).
 
 Part 2: the same models on a synthetic dataset of MovieLens 1M size (6,000 users, 3,700 items,
@@ -81,7 +81,7 @@ PAPER_METRICS: dict[str, tuple[float, float, float, float]] = {
 """DiffRec paper (Wang et al. 2023) Table 2, ML-1M clean: R@10, R@20, N@10, N@20 (``bpr``: MF)."""
 
 PAPER_PRESETS: dict[str, str] = {
-    "diffrec": "diffrec-paper-ml1m",
+    "diffrec": "diffrec-ml1m",
     "multvae": "multvae-ml1m",
     "lightgcn": "lightgcn-ml1m",
 }

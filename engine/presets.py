@@ -1,4 +1,5 @@
-"""Named configurations: a paper's hyper-parameters and selection rule under one name.
+"""Named configurations: a paper's hyper-parameters and selection rule under one name, or one
+derived from it by a choice made on validation data (:func:`tuned`).
 
 A model's registry defaults are tuned for small data (MovieLens 100K, random 8:1:1 splits). A
 :class:`Preset` instead reproduces a published setting, so a run can be started from it
@@ -13,7 +14,7 @@ Every preset names its source; selection is always on the validation part, as in
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from data.errors import ReclensError
@@ -36,48 +37,107 @@ class Preset:
     note: str = ""
 
 
+DIFFREC_PAPER_ML1M = Preset(
+    name="diffrec-paper-ml1m",
+    model="diffrec",
+    hparams={
+        "steps": 40,
+        "noise_schedule": "linear-var",
+        "noise_scale": 5e-3,
+        "noise_min": 5e-3,
+        "noise_max": 1e-2,
+        "sampling_steps": 0,
+        "dims": (600, 200, 600),
+        "emb_size": 10,
+        "reweight": True,
+        "norm": False,
+    },
+    train={
+        "epochs": 1000,
+        "batch_size": 400,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "optimizer": "adamw",
+        "valid_metric": "recall@20",
+        "eval_every": 5,
+        "patience": 4,
+        "min_epochs": 0,
+    },
+    source=(
+        "Wang et al., Diffusion Recommender Model, SIGIR 2023: the authors' released "
+        "ml-1m_clean command (lr 1e-3, weight decay 0, batch 400, dims [200,600], "
+        "emb 10, x0 prediction, T=40, noise scale 5e-3 in [5e-3, 1e-2], no sampling "
+        "noise, reweighting, no input normalisation: main.py's --norm defaults to "
+        "False) and their main.py's selection (validation Recall@20 every 5 epochs, "
+        "stop after 20 epochs without improvement)"
+    ),
+    note=(
+        "the reference code's --dims [200,600] are the decoder's hidden sizes, the "
+        "encoder mirrors them: n_items+emb -> 600 -> 200 -> 600 -> n_items, which is "
+        "dims (600, 200, 600) here; patience 4 evaluations x 5 epochs = 20 epochs"
+    ),
+)
+
+MULTVAE_PAPER_ML1M = Preset(
+    name="multvae-paper-ml1m",
+    model="multvae",
+    hparams={
+        "hidden": 600,
+        "latent": 200,
+        "dropout": 0.5,
+        "anneal_cap": 0.2,
+        "total_anneal_steps": 200000,
+    },
+    train={
+        "epochs": 200,
+        "batch_size": 500,
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "optimizer": "adam",
+        "valid_metric": "recall@20",
+        "eval_every": 5,
+        "patience": 4,
+        "min_epochs": 0,
+    },
+    source=(
+        "Liang et al., Variational Autoencoders for Collaborative Filtering, WWW 2018: "
+        "600-200 MLP, dropout 0.5, KL weight annealed to 0.2 over 200,000 updates, "
+        "Adam lr 1e-3, batch 500, 200 epochs; selected as the DiffRec paper selects "
+        "its baselines (validation Recall@20 every 5 epochs, 20 epochs of patience)"
+    ),
+    note="at ML-1M size 200,000 updates are never reached: beta rises slowly throughout",
+)
+
+
+def tuned(base: Preset, name: str, source: str, note: str = "", **changes: Any) -> Preset:
+    """``base`` under a new ``name`` with some hyper-parameters or training settings changed
+    (each keyword goes to ``hparams`` if the base has it there, else to ``train``)."""
+    hparams = {k: v for k, v in changes.items() if k in base.hparams}
+    train = {k: v for k, v in changes.items() if k not in base.hparams}
+    return replace(
+        base,
+        name=name,
+        hparams={**base.hparams, **hparams},
+        train={**base.train, **train},
+        source=source,
+        note=note,
+    )
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset(
-            name="diffrec-paper-ml1m",
-            model="diffrec",
-            hparams={
-                "steps": 40,
-                "noise_schedule": "linear-var",
-                "noise_scale": 5e-3,
-                "noise_min": 5e-3,
-                "noise_max": 1e-2,
-                "sampling_steps": 0,
-                "dims": (600, 200, 600),
-                "emb_size": 10,
-                "reweight": True,
-                "norm": False,
-            },
-            train={
-                "epochs": 1000,
-                "batch_size": 400,
-                "lr": 1e-3,
-                "weight_decay": 0.0,
-                "optimizer": "adamw",
-                "valid_metric": "recall@20",
-                "eval_every": 5,
-                "patience": 4,
-                "min_epochs": 0,
-            },
+        DIFFREC_PAPER_ML1M,
+        tuned(
+            DIFFREC_PAPER_ML1M,
+            "diffrec-ml1m",
             source=(
-                "Wang et al., Diffusion Recommender Model, SIGIR 2023: the authors' released "
-                "ml-1m_clean command (lr 1e-3, weight decay 0, batch 400, dims [200,600], "
-                "emb 10, x0 prediction, T=40, noise scale 5e-3 in [5e-3, 1e-2], no sampling "
-                "noise, reweighting, no input normalisation: main.py's --norm defaults to "
-                "False) and their main.py's selection (validation Recall@20 every 5 epochs, "
-                "stop after 20 epochs without improvement)"
+                "diffrec-paper-ml1m with lr 3e-4 instead of 1e-3: chosen on validation only, "
+                "the better mean validation Recall@20 over model seeds 0 to 2 on the DiffRec "
+                "authors' ML-1M split (.1142, against .1136 with lr 1e-3)"
             ),
-            note=(
-                "the reference code's --dims [200,600] are the decoder's hidden sizes, the "
-                "encoder mirrors them: n_items+emb -> 600 -> 200 -> 600 -> n_items, which is "
-                "dims (600, 200, 600) here; patience 4 evaluations x 5 epochs = 20 epochs"
-            ),
+            note="with lr 1e-3 validation Recall@20 peaks at the first check (epoch 5)",
+            lr=3e-4,
         ),
         Preset(
             name="lightgcn-ml1m",
@@ -105,56 +165,10 @@ PRESETS: dict[str, Preset] = {
                 "search; on the DiffRec authors' ML-1M split it kept epoch 100 of 120"
             ),
         ),
-        Preset(
-            name="multvae-paper-ml1m",
-            model="multvae",
-            hparams={
-                "hidden": 600,
-                "latent": 200,
-                "dropout": 0.5,
-                "anneal_cap": 0.2,
-                "total_anneal_steps": 200000,
-            },
-            train={
-                "epochs": 200,
-                "batch_size": 500,
-                "lr": 1e-3,
-                "weight_decay": 0.0,
-                "optimizer": "adam",
-                "valid_metric": "recall@20",
-                "eval_every": 5,
-                "patience": 4,
-                "min_epochs": 0,
-            },
-            source=(
-                "Liang et al., Variational Autoencoders for Collaborative Filtering, WWW 2018: "
-                "600-200 MLP, dropout 0.5, KL weight annealed to 0.2 over 200,000 updates, "
-                "Adam lr 1e-3, batch 500, 200 epochs; selected as the DiffRec paper selects "
-                "its baselines (validation Recall@20 every 5 epochs, 20 epochs of patience)"
-            ),
-            note="at ML-1M size 200,000 updates are never reached: beta rises slowly throughout",
-        ),
-        Preset(
-            name="multvae-ml1m",
-            model="multvae",
-            hparams={
-                "hidden": 600,
-                "latent": 200,
-                "dropout": 0.5,
-                "anneal_cap": 0.2,
-                "total_anneal_steps": 2000,
-            },
-            train={
-                "epochs": 200,
-                "batch_size": 500,
-                "lr": 1e-3,
-                "weight_decay": 0.0,
-                "optimizer": "adam",
-                "valid_metric": "recall@20",
-                "eval_every": 5,
-                "patience": 4,
-                "min_epochs": 0,
-            },
+        MULTVAE_PAPER_ML1M,
+        tuned(
+            MULTVAE_PAPER_ML1M,
+            "multvae-ml1m",
             source=(
                 "multvae-paper-ml1m with the KL weight annealed to 0.2 over 2,000 updates "
                 "instead of 200,000 (which suit MovieLens-20M): chosen on validation only, the "
@@ -162,6 +176,7 @@ PRESETS: dict[str, Preset] = {
                 "ML-1M split among 200,000 (.1107), 20,000 (.1106) and 2,000 (.1111) updates"
             ),
             note="on ML-1M about 12 updates an epoch: beta reaches 0.2 near epoch 170",
+            total_anneal_steps=2000,
         ),
     )
 }
