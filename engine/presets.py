@@ -37,6 +37,16 @@ class Preset:
     note: str = ""
 
 
+DIFFREC_SELECTION: dict[str, Any] = {
+    "valid_metric": "recall@20",
+    "eval_every": 5,
+    "patience": 4,
+    "min_epochs": 0,
+}
+"""The DiffRec authors' selection rule (their main.py), also applied to their baselines:
+validation Recall@20 every 5 epochs, stop after 20 epochs (4 checks) without improvement."""
+
+
 DIFFREC_PAPER_ML1M = Preset(
     name="diffrec-paper-ml1m",
     model="diffrec",
@@ -58,10 +68,7 @@ DIFFREC_PAPER_ML1M = Preset(
         "lr": 1e-3,
         "weight_decay": 0.0,
         "optimizer": "adamw",
-        "valid_metric": "recall@20",
-        "eval_every": 5,
-        "patience": 4,
-        "min_epochs": 0,
+        **DIFFREC_SELECTION,
     },
     source=(
         "Wang et al., Diffusion Recommender Model, SIGIR 2023: the authors' released "
@@ -94,10 +101,7 @@ MULTVAE_PAPER_ML1M = Preset(
         "lr": 1e-3,
         "weight_decay": 0.0,
         "optimizer": "adam",
-        "valid_metric": "recall@20",
-        "eval_every": 5,
-        "patience": 4,
-        "min_epochs": 0,
+        **DIFFREC_SELECTION,
     },
     source=(
         "Liang et al., Variational Autoencoders for Collaborative Filtering, WWW 2018: "
@@ -149,10 +153,7 @@ PRESETS: dict[str, Preset] = {
                 "lr": 1e-2,
                 "weight_decay": 0.0,
                 "optimizer": "adam",
-                "valid_metric": "recall@20",
-                "eval_every": 5,
-                "patience": 4,
-                "min_epochs": 0,
+                **DIFFREC_SELECTION,
             },
             source=(
                 "He et al., LightGCN, SIGIR 2020: 64-dimensional embeddings and 3 layers (the "
