@@ -3,6 +3,10 @@
 A server of its own, with an empty ``$RECLENS_HOME`` (no saved toy models) and fewer training
 iterations: the page shows a progress bar while the toy model trains, then the Player and the
 particles, drawn with equal units on both axes.
+
+What the page showed while training is recorded in the page itself (:data:`RECORDER`, polling
+every 50 ms), so the check does not depend on Playwright polling at the right moment: on a busy
+machine the page may load after most of the training, and the message shows only briefly.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
 ]
 TIMEOUT = 180_000
-ITERS = 300
+ITERS = 1500
 SCRIPT = SERVER_SCRIPT.replace(
     "from app.dashboard.server import make_service, serve",
     f"from app.dashboard.server import make_service, serve\n"
@@ -43,6 +47,24 @@ FIGURE = """() => {
           y_range.start, y_range.end, box.width, box.height];
 }"""
 """The teaching plot as drawn: its frame's size in pixels, its ranges, its element's size."""
+RECORDER = """
+window.__shown = new Set();
+setInterval(() => {
+  const roots = [document];
+  for (let i = 0; i < roots.length; i++) {
+    for (const el of roots[i].querySelectorAll("*")) {
+      if (el.shadowRoot) roots.push(el.shadowRoot);
+      if (el.tagName === "PROGRESS" && el.checkVisibility()) window.__shown.add("progress");
+      if (el.tagName === "P" && el.checkVisibility()) {
+        const m = /Training the toy model on (\\S+)/.exec(el.textContent);
+        if (m) window.__shown.add("training " + m[1]);
+      }
+    }
+  }
+}, 50);
+"""
+"""Records in ``window.__shown`` what was visible at any 50 ms tick: ``progress`` (a progress
+bar) and ``training <shape>`` (the training message), through every shadow root."""
 
 
 @pytest.fixture(scope="module")
@@ -66,22 +88,27 @@ def test_training_shows_progress_then_round_particles(page: Page, fresh_server: 
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 1500, "height": 1100})
+    page.add_init_script(RECORDER)
     page.goto(f"{fresh_server.url}?tab=diffusion", timeout=TIMEOUT)
-    expect(page.get_by_text("Training the toy model on moons")).to_be_visible(timeout=TIMEOUT)
-    expect(page.locator("progress").first).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_text(f"{ITERS} iterations in")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text(f"{ITERS:,} iterations in")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Training the toy model on moons")).to_have_count(0)
+    assert page.evaluate("[...window.__shown].sort()") == ["progress", "training moons"]
     page.wait_for_function(f"({FIGURE})() !== null", timeout=TIMEOUT)
     width, height, x0, x1, y0, y1, outer_width, outer_height = page.evaluate(FIGURE)
     assert width / height == pytest.approx((x1 - x0) / (y1 - y0), rel=0.02)
     assert width <= outer_width < width + 250 and height <= outer_height < height + 150
-    page.get_by_text(f"{ITERS} iterations in").scroll_into_view_if_needed()
+    page.get_by_text(f"{ITERS:,} iterations in").scroll_into_view_if_needed()
     save_shot(page, "teaching-diffusion")
     # a trained model is kept: another shape trains, coming back to the moons does not
+    page.evaluate("window.__shown.clear()")
     page.get_by_role("combobox").filter(has_text="moons").select_option("circle")
-    expect(page.get_by_text("Training the toy model on circle")).to_be_visible(timeout=TIMEOUT)
-    expect(page.get_by_text(f"{ITERS} iterations in")).to_be_visible(timeout=TIMEOUT)
-    page.get_by_role("combobox").filter(has_text="circle").select_option("moons")
-    expect(page.get_by_text(f"{ITERS} iterations in")).to_be_visible(timeout=TIMEOUT)
+    page.wait_for_function("window.__shown.has('training circle')", timeout=TIMEOUT)
+    expect(page.get_by_text(f"{ITERS:,} iterations in")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Training the toy model")).to_have_count(0)
+    page.evaluate("window.__shown.clear()")
+    page.get_by_role("combobox").filter(has_text="circle").select_option("moons")
+    expect(page.get_by_text(f"{ITERS:,} iterations in")).to_be_visible(timeout=TIMEOUT)
+    page.wait_for_timeout(1000)  # any training message would show within this second
+    expect(page.get_by_text("Training the toy model")).to_have_count(0)
+    assert page.evaluate("[...window.__shown]") == []
     assert errors == []
