@@ -21,6 +21,7 @@ from ui_support import (
     SERVER_SCRIPT,
     Server,
     build_runs,
+    open_page,
     save_shot,
     start_server,
     stop_server,
@@ -84,12 +85,8 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_training_shows_progress_then_round_particles(page: Page, fresh_server: Server) -> None:
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.set_viewport_size({"width": 1500, "height": 1100})
     page.add_init_script(RECORDER)
-    page.goto(f"{fresh_server.url}?tab=diffusion", timeout=TIMEOUT)
+    errors = open_page(page, fresh_server, "?tab=diffusion", timeout=TIMEOUT)
     expect(page.get_by_text(f"{ITERS:,} iterations in")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("Training the toy model on moons")).to_have_count(0)
     assert page.evaluate("[...window.__shown].sort()") == ["progress", "training moons"]

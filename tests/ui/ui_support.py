@@ -125,11 +125,12 @@ TIMEOUT = 90_000
 """Milliseconds a browser test waits for the page (the shared 2-core machine can be slow)."""
 
 
-def open_page(page: Page, server: Server, query: str = "") -> list[str]:
-    """Open the dashboard with ``query``; returns the list the console errors go to."""
+def open_page(page: Page, server: Server, query: str = "", timeout: int = TIMEOUT) -> list[str]:
+    """Open the dashboard with ``query`` (waiting at most ``timeout`` ms); returns the list the
+    console errors go to."""
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.set_viewport_size({"width": 1500, "height": 1100})
-    page.goto(server.url + query, timeout=TIMEOUT)
+    page.goto(server.url + query, timeout=timeout)
     return errors
