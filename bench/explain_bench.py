@@ -12,7 +12,13 @@ users, prints the median wall time per user of:
 3. captum called once per baseline (16 calls of 16 rows), the configuration of earlier benches;
 
 with the ratios of 2 and 3 over 1 (targets: at least 1.5x over the batched call on multvae,
-at least 10x on fism and fism-neumf). Correctness is printed beside them: the largest difference
+at least 10x on fism and fism-neumf). A second set of rows explains the same users several at
+a time (``--batch-users``, as ``reclens fidelity`` and the all-users run do): SPINRec's
+``explain_batch`` per user, its ratio over row 2 (captum's best call, one user at a time),
+and captum given those users' baselines in one ``attribute`` call (per-row targets,
+``internal_batch_size`` of all their path points), which is slower per user than row 2, and
+whether the batched maps and chosen paths equal the one-at-a-time ones. Correctness is
+printed beside them: the largest difference
 between captum's attributions and SPINRec's candidate maps, relative to the largest
 attribution (target: at most 1e-6), and the share of users whose chosen path differs from
 SPINRec run on the bare model (``forward`` only, every shortcut hidden; target: none), with the
@@ -90,8 +96,11 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
     return 1000 * (time.perf_counter() - start), out
 
 
-def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[str, object]:
-    """Time SPINRec and both captum configurations on ``n_users`` test users, ``repeats`` times."""
+def bench_model(
+    name: str, opened: OpenRun, n_users: int, repeats: int, batch_users: int
+) -> dict[str, object]:
+    """Time SPINRec and both captum configurations on ``n_users`` test users, ``repeats``
+    times, one user at a time and ``batch_users`` at a time."""
     from captum.attr import IntegratedGradients
 
     model = opened.model.eval()
@@ -101,6 +110,7 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
         users, size=min(n_users, users.shape[0]), replace=False
     )
     spin = SpinRec(train, kappa=KAPPA, steps=STEPS)
+    spin_batched = SpinRec(train, kappa=KAPPA, steps=STEPS, batch_users=batch_users)
     ig = IntegratedGradients(lambda inp: model.probability(model(inp)))
 
     def row(u: int) -> Tensor:
@@ -130,6 +140,19 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
             )
             maps.append((attr[0] * x).detach())
         return torch.stack(maps)
+
+    def captum_users(xs: Tensor, baselines: Tensor, targets: list[int]) -> Tensor:
+        """Several users' paths in one call: xs [B, n], baselines [B, K, n]."""
+        inputs = xs.repeat_interleave(KAPPA, dim=0)
+        attr = ig.attribute(
+            inputs,
+            baselines=baselines.reshape(-1, xs.shape[1]),
+            target=[t for t in targets for _ in range(KAPPA)],
+            n_steps=STEPS,
+            method="riemann_right",
+            internal_batch_size=xs.shape[0] * KAPPA * STEPS,
+        )
+        return (attr * inputs).detach()
 
     # correctness, once per user: captum's maps, and SPINRec on the bare model; both against
     # captum on a float64 copy of the model (float32's own rounding, for scale)
@@ -177,8 +200,33 @@ def bench_model(name: str, opened: OpenRun, n_users: int, repeats: int) -> dict[
             batched.append(timed(lambda x=x, b=baselines, t=exp.target: captum_batched(x, b, t))[0])
             loop.append(timed(lambda x=x, b=baselines, t=exp.target: captum_loop(x, b, t))[0])
         rounds.append(tuple(statistics.median(v) for v in (ours, batched, loop)))
+    xs = torch.stack([x for x, _, _ in cases])
+    bases = torch.stack([b for _, b, _ in cases])
+    targets = [e.target for _, _, e in cases]
+    captum_users(xs[:batch_users], bases[:batch_users], targets[:batch_users])  # warm-up
+    ids = sample.tolist()
+    together = spin_batched.explain_batch(model, xs, targets, users=ids)
+    batch_differ, batch_rel = 0, 0.0  # batched against one at a time: same baselines, maps
+    for (_, _, exp), got in zip(cases, together, strict=True):
+        assert isinstance(got, SpinRecExplanation)
+        batch_differ += int(got.chosen != exp.chosen)
+        scale = max(float(np.abs(exp.candidates).max()), 1e-30)
+        batch_rel = max(batch_rel, float(np.abs(got.candidates - exp.candidates).max()) / scale)
+    batch_rounds = []
+    for _ in range(repeats):
+        ours_ms = timed(lambda: spin_batched.explain_batch(model, xs, targets, users=ids))[0]
+        theirs_ms = 0.0
+        for start in range(0, len(cases), batch_users):
+            stop = start + batch_users
+            theirs_ms += timed(
+                lambda a=start, b=stop: captum_users(xs[a:b], bases[a:b], targets[a:b])
+            )[0]
+        batch_rounds.append((ours_ms / len(cases), theirs_ms / len(cases)))
     return {
         "rounds": rounds,
+        "batch_rounds": batch_rounds,
+        "batch_differ": batch_differ,
+        "batch_rel": batch_rel,
         "max_rel": max_rel,
         "max_rel_bare": max_rel_bare,
         "differ": differ,
@@ -224,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"explain_bench: {err}", file=sys.stderr)
         return 2
     for name in names:
-        res = bench_model(name, opened[name], args.users, args.repeats)
+        res = bench_model(name, opened[name], args.users, args.repeats, args.batch_users)
         print(f"{name} ({opened[name].path}), {res['users']} users, median ms per user:")
         for i, (ours, batched, loop) in enumerate(res["rounds"]):  # type: ignore[arg-type]
             print(
@@ -233,6 +281,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"[target >= {TARGETS.get(name, 1.0):g}x]; captum per baseline {loop:.1f} ms "
                 f"-> {loop / ours:.1f}x"
             )
+        print(f"  {args.batch_users} users at a time, mean ms per user:")
+        rows = zip(res["batch_rounds"], res["rounds"], strict=True)  # type: ignore[call-overload]
+        for i, ((ours, together), (_, best, _)) in enumerate(rows):
+            print(
+                f"  repeat {i + 1}: SPINRec explain_batch {ours:.2f} ms; captum's best (one call "
+                f"per user, above) {best:.2f} ms -> {best / ours:.1f}x "
+                f"[target >= {TARGETS.get(name, 1.0):g}x]; captum given those users in one call "
+                f"{together:.2f} ms -> {together / ours:.1f}x"
+            )
+        print(
+            f"  batched against one at a time: chosen path differs for {res['batch_differ']} "
+            f"users, max relative map difference {res['batch_rel']:.2e}"
+        )
         share = 100.0 * float(res["differ"]) / float(res["users"])  # type: ignore[arg-type]
         print(
             f"  max |captum - SPINRec| / max |captum| = {res['max_rel']:.2e} [target <= 1e-6]; "

@@ -117,8 +117,11 @@ class FidelityCurves:
 
 def unique_masks(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of ``keep`` (bool [R, n]) and each row's index among them: [Q, n], [R]."""
-    packed = np.packbits(keep, axis=1)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    packed = np.ascontiguousarray(np.packbits(keep, axis=1))  # [R, ceil(n / 8)] uint8
+    # each row as one opaque value: compared bytewise, the order of np.unique(axis=0) on the
+    # packed rows, several times faster than its field-by-field comparison
+    whole = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()  # [R]
+    _, first, inverse = np.unique(whole, return_index=True, return_inverse=True)
     return keep[first], inverse.reshape(-1).astype(np.int64)
 
 

@@ -215,12 +215,15 @@ def _integrate(
     steps: int,
     rule: str,
     chunk_size: int,
+    columns: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
 
     Returns the mean gradients [U, K, n], ``p_t`` at every alpha whose gradient is used up to
     alpha = 1 ([U, K, J + 1] under the trapezoid rule, [U, K, J] without alpha = 0 under the
-    right rule) and the gradients at ``x`` [U, n].
+    right rule) and the gradients at ``x`` [U, n]. With ``columns`` (``owner``, ``col``: long
+    [C] each), the mean gradients are only those of user ``owner[c]`` at item ``col[c]``:
+    [C, K] (through a first layer, only those are computed).
     """
     u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
@@ -230,7 +233,9 @@ def _integrate(
     weights = torch.from_numpy(weights_np).to(x.device, x.dtype)
     weight = first_layer_of(model)
     if weight is not None:
-        return _integrate_first(model, weight, x, baselines, targets, mid, weights, chunk_size)
+        return _integrate_first(
+            model, weight, x, baselines, targets, mid, weights, chunk_size, columns
+        )
     m = mid.shape[0]
     rows = _interpolated_rows(x, baselines, mid)  # [U K m + U, n]
     row_t = torch.cat([targets.repeat_interleave(k * m), targets])
@@ -240,6 +245,8 @@ def _integrate(
     path_g, x_g = grads[:cut].reshape(u, k, m, n), grads[cut:]  # [U, K, m, n], [U, n]
     mean_grad = torch.einsum("ukmn,m->ukn", path_g, weights[first:j])
     mean_grad = mean_grad + weights[j] * x_g[:, None, :]
+    if columns is not None:
+        mean_grad = mean_grad[columns[0], :, columns[1]]  # [C, K]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
     return mean_grad, probability, x_g
 
@@ -253,6 +260,7 @@ def _integrate_first(
     mid: Tensor,
     weights: Tensor,
     chunk_size: int,
+    columns: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
 
@@ -301,9 +309,15 @@ def _integrate_first(
     m_1 = torch.einsum("ukm,m->uk", path_gm[..., 0], w_mid) + w_end * g_m[cut:, None, 0]
     m_2 = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid) + w_end * g_m[cut:, None, 1]
     m_2a = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid * mid) + w_end * g_m[cut:, None, 1]
-    mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)
-    mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
-    mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
+    if columns is None:
+        mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)
+        mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
+        mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
+    else:  # the same sums at the requested (user, item) pairs only: [C, K]
+        owner, col = columns
+        mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)[owner, :, col]
+        mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * baselines[owner, :, col]
+        mean_grad += (2 * m_2a)[owner] * x[owner, col][:, None]
     grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
     path_p, x_p = probs[:cut].view(u, k, m), probs[cut:]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
@@ -556,13 +570,17 @@ class SpinRec(Explainer):
             base_rows.append(b_dense)
         baselines = torch.from_numpy(np.stack(base_rows)).to(device=device, dtype=rows.dtype)
         t = torch.from_numpy(targets).to(device)
+        lengths = [hist.shape[0] for hist in items]
+        owner = torch.repeat_interleave(torch.arange(n_users), torch.tensor(lengths)).to(device)
+        col = torch.from_numpy(np.concatenate(items)).to(device)
         mean_grad, probability, grad_x = _integrate(
-            model, rows, baselines, t, self.steps, self.rule, self.chunk_size
+            model, rows, baselines, t, self.steps, self.rule, self.chunk_size, (owner, col)
         )
-        # x_i * mean_grad_i * (x_i - b_i) on the history items: [U, K, n] -> per user [K, n_u]
-        attr = rows[:, None, :] * mean_grad * (rows[:, None, :] - baselines)
-        attr_np = attr.double().cpu().numpy()
-        maps = [attr_np[i][:, items[i]] for i in range(n_users)]
+        # x_i * mean_grad_i * (x_i - b_i) on the history items: [C, K] -> per user [K, n_u]
+        x_h = rows[owner, col][:, None]  # [C, 1]
+        attr = x_h * mean_grad * (x_h - baselines[owner, :, col])
+        attr_np = attr.double().cpu().numpy().T  # [K, C]
+        maps = [np.ascontiguousarray(m) for m in np.split(attr_np, np.cumsum(lengths)[:-1], 1)]
         p_full = probability[:, 0, -1]
         # one no-grad pass: the edited histories of the deletion curves and, under the right
         # rule, the baselines (each distinct training user once, whatever its targets)

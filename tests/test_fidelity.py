@@ -18,6 +18,7 @@ from explainers.fidelity import (
     explanation_metrics,
     fidelity_curves,
     removed_counts,
+    unique_masks,
 )
 
 N_ITEMS = 30
@@ -196,3 +197,17 @@ def test_deletion_aucs_of_several_users_match_each_alone():
     for u in range(2):
         alone = fidelity_curves(model, xs[u], int(targets[u]), maps[u], items[u]).metrics()
         np.testing.assert_allclose(together[u], alone["del_auc"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 64, 300])
+def test_unique_masks_are_the_distinct_rows_in_sorted_order(n: int) -> None:
+    """Distinct keep masks in the order of the packed rows' ``np.unique(axis=0)``, with every
+    row mapped to its mask (drawn with many repeats, as deletion curves of similar maps are)."""
+    rng = np.random.default_rng(n)
+    pool = rng.random((5, n)) < 0.5
+    keep = pool[rng.integers(0, 5, size=40)]
+    unique, inverse = unique_masks(keep)
+    reference = np.unique(np.packbits(keep, axis=1), axis=0)
+    assert np.array_equal(np.packbits(unique, axis=1), reference)
+    assert np.array_equal(unique[inverse], keep)
+    assert inverse.dtype == np.int64 and unique.shape[0] == len({r.tobytes() for r in keep})
