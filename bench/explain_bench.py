@@ -97,7 +97,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def bench_model(
-    name: str, opened: OpenRun, n_users: int, repeats: int, batch_users: int
+    name: str, opened: OpenRun, n_users: int, repeats: int, batch_users: int | None
 ) -> dict[str, object]:
     """Time SPINRec and both captum configurations on ``n_users`` test users, ``repeats``
     times, one user at a time and ``batch_users`` at a time."""
@@ -111,6 +111,7 @@ def bench_model(
     )
     spin = SpinRec(train, kappa=KAPPA, steps=STEPS)
     spin_batched = SpinRec(train, kappa=KAPPA, steps=STEPS, batch_users=batch_users)
+    batch_users = batch_users or SpinRec.default_batch_users(model)
     ig = IntegratedGradients(lambda inp: model.probability(model(inp)))
 
     def row(u: int) -> Tensor:
@@ -224,6 +225,7 @@ def bench_model(
         batch_rounds.append((ours_ms / len(cases), theirs_ms / len(cases)))
     return {
         "rounds": rounds,
+        "batch_users": batch_users,
         "batch_rounds": batch_rounds,
         "batch_differ": batch_differ,
         "batch_rel": batch_rel,
@@ -236,7 +238,7 @@ def bench_model(
     }
 
 
-def all_users(opened: OpenRun, batch_users: int) -> tuple[int, float]:
+def all_users(opened: OpenRun, batch_users: int | None) -> tuple[int, float]:
     """Every test user explained by SPINRec, batched: (users, wall seconds)."""
     model = opened.model.eval()
     train = opened.split.train
@@ -256,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", default=[], help="NAME=DIR: a run folder")
     parser.add_argument("--users", type=int, default=20, help="test users timed (20)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (3)")
-    parser.add_argument("--batch-users", type=int, default=8, help="users per batched pass (8)")
+    parser.add_argument(
+        "--batch-users",
+        type=int,
+        help="users per batched pass (default: SPINRec's, 32 for fism and fism-neumf, 8 else)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--no-all-users", action="store_true", help="skip the all-users run")
     args = parser.parse_args(argv)
@@ -281,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"[target >= {TARGETS.get(name, 1.0):g}x]; captum per baseline {loop:.1f} ms "
                 f"-> {loop / ours:.1f}x"
             )
-        print(f"  {args.batch_users} users at a time, mean ms per user:")
+        print(f"  {res['batch_users']} users at a time, mean ms per user:")
         rows = zip(res["batch_rounds"], res["rounds"], strict=True)  # type: ignore[call-overload]
         for i, ((ours, together), (_, best, _)) in enumerate(rows):
             print(

@@ -10,6 +10,7 @@ from captum.attr import IntegratedGradients
 from torch import nn
 
 from data.errors import ReclensError
+from engine import registry
 from engine.contract import Recommender
 from explainers.base import gather_probabilities, target_probabilities
 from explainers.fidelity import fidelity_curves
@@ -376,3 +377,18 @@ def test_path_selection_is_a_parameter() -> None:
     np.testing.assert_allclose(made["spinrec_ins"].criterion, -ins)
     with pytest.raises(ReclensError, match="unknown SPINRec selection 'best'"):
         create("spinrec", train=train, select="best")
+
+
+def test_default_batch_size_follows_what_bounds_the_model() -> None:
+    """32 users a pass for pointwise models with a linear first layer (fixed cost bound), 8 for
+    a softmax one and for a model without a first layer (matrix-product bound); an explicit
+    ``batch_users`` wins."""
+    fism = registry.model_class("fism")(12).eval()
+    multvae = registry.model_class("multvae")(12).eval()
+    assert SpinRec.default_batch_users(fism) == 32
+    assert SpinRec.default_batch_users(multvae) == 8
+    assert SpinRec.default_batch_users(Bare(fism)) == 8
+    train = sp.random(20, 12, density=0.4, format="csr", random_state=0, dtype=np.float32)
+    train.data[:] = 1.0
+    assert SpinRec(train).batch_users is None
+    assert SpinRec(train, batch_users=3).batch_users == 3
