@@ -224,7 +224,7 @@ def _integrate(
     alpha = 1 ([U, K, J + 1] under the trapezoid rule, [U, K, J] without alpha = 0 under the
     right rule) and the gradients at ``x`` [U, n]. With ``columns`` (``owner``, ``col``: long
     [C] each), the mean gradients are only those of user ``owner[c]`` at item ``col[c]``:
-    [C, K] (through a first layer, only those are computed).
+    [C, K] (through a first layer, the terms after its product are formed at those only).
     """
     u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
@@ -314,7 +314,7 @@ def _integrate_first(
         mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)
         mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
-    else:  # the same sums at the requested (user, item) pairs only: [C, K]
+    else:  # one product (cheaper than gathering W's rows), the rest at the pairs: [C, K]
         owner, col = columns
         mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)[owner, :, col]
         mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * baselines[owner, :, col]
