@@ -136,12 +136,16 @@ PRESETS: dict[str, Preset] = {
             DIFFREC_PAPER_ML1M,
             "diffrec-ml1m",
             source=(
-                "diffrec-paper-ml1m with lr 3e-4 instead of 1e-3: chosen on validation only, "
-                "the better mean validation Recall@20 over model seeds 0 to 2 on the DiffRec "
-                "authors' ML-1M split (.1142, against .1136 with lr 1e-3)"
+                "diffrec-paper-ml1m with lr 2e-4 instead of 1e-3: chosen on validation only, "
+                "the best mean validation Recall@20 over model seeds 0 to 2 on the DiffRec "
+                "authors' ML-1M split among lr 1e-3, 3e-4, 2e-4 and 1e-4 (.1136, .1142, .1145, "
+                ".1144)"
             ),
-            note="with lr 1e-3 validation Recall@20 peaks at the first check (epoch 5)",
-            lr=3e-4,
+            note=(
+                "with lr 1e-3 validation Recall@20 peaks at the first check (epoch 5); the "
+                "means of lr 1e-4 to 3e-4 differ by less than one seed's spread (sd about .001)"
+            ),
+            lr=2e-4,
         ),
         Preset(
             name="lightgcn-ml1m",
@@ -150,7 +154,7 @@ PRESETS: dict[str, Preset] = {
             train={
                 "epochs": 300,
                 "batch_size": 256,
-                "lr": 1e-2,
+                "lr": 5e-3,
                 "weight_decay": 0.0,
                 "optimizer": "adam",
                 **DIFFREC_SELECTION,
@@ -158,12 +162,16 @@ PRESETS: dict[str, Preset] = {
             source=(
                 "He et al., LightGCN, SIGIR 2020: 64-dimensional embeddings and 3 layers (the "
                 "paper's setting); selected as the DiffRec paper selects its baselines "
-                "(validation Recall@20 every 5 epochs, 20 epochs of patience)"
+                "(validation Recall@20 every 5 epochs, 20 epochs of patience); lr 5e-3 chosen "
+                "on validation only (model seed 0 on the DiffRec authors' ML-1M split: "
+                "validation Recall@20 .1071, .1116, .1101, .1106 for lr 2.5e-3, 5e-3, 1e-2, "
+                "2e-2; Adam weight decay 1e-5 and 1e-4 at lr 1e-2: .0841, .0797)"
             ),
             note=(
-                "not the paper's optimiser setting (Adam lr 1e-3 over 2,048 triples a batch): "
-                "RecLens batches users, and lr 1e-2 over 256 users a batch is one trial, not a "
-                "search; on the DiffRec authors' ML-1M split it kept epoch 100 of 120"
+                "not the paper's optimiser setting (Adam lr 1e-3 over 2,048 triples a batch, "
+                "L2 on the batch's embeddings): RecLens batches users, and Adam's weight decay "
+                "on every item embedding lowered validation recall; on the DiffRec authors' "
+                "ML-1M split lr 5e-3 kept epoch 250 of 270"
             ),
         ),
         MULTVAE_PAPER_ML1M,
