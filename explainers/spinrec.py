@@ -79,6 +79,9 @@ from explainers.fidelity import (
 RULES: tuple[str, ...] = ("right", "trapezoid")
 SELECTS: tuple[str, ...] = ("del", "none", *METRICS)
 """Path-selection criteria: the deletion AUC (fused, fast), none, or any fidelity metric."""
+FIRST_CHUNK_VALUES = 1 << 17
+"""First-layer values per chunk of a pointwise model's path rows (half a MiB of float32: large
+enough that the fixed cost of a pass is paid rarely, small enough to stay in a core's cache)."""
 TIE_RTOL = 1e-6
 """Criteria this close (relative) tie: float32 rounding of a mean of probabilities, which the
 exact shortcuts of :mod:`explainers.base` may change, must not change the chosen path."""
@@ -217,14 +220,17 @@ def _integrate(
     rule: str,
     chunk_size: int,
     columns: tuple[Tensor, Tensor] | None = None,
+    base_first: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
 
     Returns the mean gradients [U, K, n], ``p_t`` at every alpha whose gradient is used up to
     alpha = 1 ([U, K, J + 1] under the trapezoid rule, [U, K, J] without alpha = 0 under the
     right rule) and the gradients at ``x`` [U, n]. With ``columns`` (``owner``, ``col``: long
-    [C] each), the mean gradients are only those of user ``owner[c]`` at item ``col[c]``:
-    [C, K] (through a first layer, the terms after its product are formed at those only).
+    [C] each, ``owner`` ascending), the mean gradients are only those of user ``owner[c]`` at
+    item ``col[c]``: [C, K] (through a first layer, formed at those pairs only).
+    ``base_first``: the baselines' first-layer outputs [U K, d] and moments [U K, 2], when the
+    caller has them (a model with a first layer; computed here otherwise).
     """
     u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
@@ -235,7 +241,7 @@ def _integrate(
     weight = first_layer_of(model)
     if weight is not None:
         return _integrate_first(
-            model, weight, x, baselines, targets, mid, weights, chunk_size, columns
+            model, weight, x, baselines, targets, mid, weights, chunk_size, columns, base_first
         )
     m = mid.shape[0]
     rows = _interpolated_rows(x, baselines, mid)  # [U K m + U, n]
@@ -262,6 +268,7 @@ def _integrate_first(
     weights: Tensor,
     chunk_size: int,
     columns: tuple[Tensor, Tensor] | None = None,
+    base_first: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
 
@@ -271,16 +278,21 @@ def _integrate_first(
     ``d p_t / d p_i = W_i . g_h + g_1 + 2 p_i g_2`` (``g_1``, ``g_2``: the moments' gradients),
     and its quadrature-weighted mean over alpha is
     ``W_i . G + M_1 + 2 b_i M_2 + 2 (x_i - b_i) M_2'`` with ``G``, ``M_1``, ``M_2`` the weighted
-    sums of ``g_h``, ``g_1``, ``g_2`` and ``M_2'`` that of ``alpha g_2``.
+    sums of ``g_h``, ``g_1``, ``g_2`` and ``M_2'`` that of ``alpha g_2``. A pointwise model's
+    rows are [d] wide in and a few scores out, so they go through in chunks of
+    :data:`FIRST_CHUNK_VALUES` first-layer values (at least ``chunk_size`` rows); a softmax
+    model's give full logits, so ``chunk_size`` rows.
     """
     u, k, n = baselines.shape
     m, j = mid.shape[0], weights.shape[0] - 1
     d = weight.shape[1]
-    flat = baselines.reshape(u * k, n)
-    a = (flat @ weight).view(u, k, 1, d)  # b W
+    if base_first is None:
+        flat = baselines.reshape(u * k, n)
+        base_first = (flat @ weight, row_moments(flat))
+    a = base_first[0].view(u, k, 1, d)  # b W
     hx = x @ weight  # [U, d]
     diff = hx[:, None, None, :] - a  # (x - b) W: [U, K, 1, d]
-    s_b, q_b = row_moments(flat).view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
+    s_b, q_b = base_first[1].view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
     s_x, q_x = row_moments(x).unbind(-1)  # [U]
     bx = torch.einsum("ukn,un->uk", baselines, x)  # b . x
     q_d = q_x[:, None] - 2 * bx + q_b  # |x - b|^2
@@ -292,9 +304,10 @@ def _integrate_first(
     row_t = torch.cat([targets.repeat_interleave(k * m), targets])
     probs = h.new_empty(h.shape[0])
     g_h, g_m = torch.empty_like(h), torch.empty_like(moments)
+    step = max(chunk_size, FIRST_CHUNK_VALUES // d) if is_pointwise(model) else chunk_size
     with torch.enable_grad():
-        for start in range(0, h.shape[0], chunk_size):
-            stop = start + chunk_size
+        for start in range(0, h.shape[0], step):
+            stop = start + step
             h_in = h[start:stop].detach().requires_grad_(True)
             m_in = moments[start:stop].detach().requires_grad_(True)
             p_t = first_target_probability(model, h_in, m_in, row_t[start:stop])
@@ -304,19 +317,22 @@ def _integrate_first(
             probs[start:stop] = p_t.detach()
     cut = u * k * m
     w_mid, w_end = weights[-1 - m : j], weights[j]
-    path_gh = g_h[:cut].view(u, k, m, d)
-    path_gm = g_m[:cut].view(u, k, m, 2)
-    big_g = torch.einsum("ukmd,m->ukd", path_gh, w_mid) + w_end * g_h[cut:, None, :]
-    m_1 = torch.einsum("ukm,m->uk", path_gm[..., 0], w_mid) + w_end * g_m[cut:, None, 0]
-    m_2 = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid) + w_end * g_m[cut:, None, 1]
-    m_2a = torch.einsum("ukm,m->uk", path_gm[..., 1], w_mid * mid) + w_end * g_m[cut:, None, 1]
+    # weighted sums over alpha, as [U K] batches of [m] x [m, .] products (no copies)
+    big_g = torch.matmul(w_mid, g_h[:cut].view(u * k, m, d)).view(u, k, d)
+    big_g += w_end * g_h[cut:, None, :]
+    path_gm = g_m[:cut].view(u * k, m, 2)
+    m_12 = torch.matmul(w_mid, path_gm).view(u, k, 2) + w_end * g_m[cut:, None, :]
+    m_1, m_2 = m_12.unbind(-1)
+    m_2a = torch.matmul(path_gm[..., 1], w_mid * mid).view(u, k) + w_end * g_m[cut:, None, 1]
     if columns is None:
         mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)
         mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
-    else:  # one product (cheaper than gathering W's rows), the rest at the pairs: [C, K]
+    else:  # W_i . G at each user's own items only: one [K, d] x [d, n_u] product per user
         owner, col = columns
-        mean_grad = (big_g.reshape(u * k, d) @ weight.T).view(u, k, n)[owner, :, col]
+        counts = torch.bincount(owner, minlength=u).tolist()
+        w_cols = weight[col].split(counts)  # [n_u, d] each
+        mean_grad = torch.cat([w_c @ g.T for w_c, g in zip(w_cols, big_g, strict=True)])
         mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * baselines[owner, :, col]
         mean_grad += (2 * m_2a)[owner] * x[owner, col][:, None]
     grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
@@ -391,6 +407,11 @@ class SpinRec(Explainer):
             self.train = self.train.copy()
             self.train.sum_duplicates()
         self.pool = np.flatnonzero(np.diff(self.train.indptr) > 0).astype(np.int64)
+        squared = self.train.multiply(self.train)
+        self.moments = np.stack(  # each training row's (sum, sum of squares): float32 [n_users, 2]
+            [np.asarray(self.train.sum(axis=1)).ravel(), np.asarray(squared.sum(axis=1)).ravel()],
+            axis=1,
+        ).astype(np.float32)
         if self.pool.shape[0] == 0:
             raise ReclensError("SPINRec: the training matrix has no user with an interaction")
         self.kappa = int(kappa)
@@ -505,23 +526,22 @@ class SpinRec(Explainer):
         model: nn.Module,
         weight: Tensor,
         rows: Tensor,
-        baselines: Tensor,
         base_users: list[np.ndarray],
         targets: np.ndarray,
         items: list[np.ndarray],
         maps: list[np.ndarray],
+        base_first: tuple[Tensor, Tensor],
     ) -> Tensor:
         """:meth:`_score_dense` through the model's first layer ``W``: an edited history keeps
-        some history items, so its ``h`` is its keep mask times those items' rows of ``W``."""
+        some history items, so its ``h`` is its keep mask times those items' rows of ``W``; the
+        baselines' ``h`` and moments [U K, .] are ``base_first``."""
         h, moments, index, tgts = [], [], [], []
         offset = 0
         if self.rule == "right":
             first, b_index, b_tgts = self._base_requests(base_users, targets)
-            distinct = baselines.reshape(-1, baselines.shape[2])[
-                torch.from_numpy(first).to(rows.device)
-            ]
-            h.append(distinct @ weight)
-            moments.append(row_moments(distinct))
+            pick = torch.from_numpy(first).to(rows.device)
+            h.append(base_first[0][pick])
+            moments.append(base_first[1][pick])
             index.append(b_index)
             tgts.append(b_tgts)
             offset = first.shape[0]
@@ -583,8 +603,24 @@ class SpinRec(Explainer):
         lengths = [hist.shape[0] for hist in items]
         owner = torch.repeat_interleave(torch.arange(n_users), torch.tensor(lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
+        weight = first_layer_of(model)
+        base_first = None
+        if weight is not None:  # the baselines' first-layer outputs and moments: [U K, .]
+            flat_users = np.concatenate(base_users)
+            base_first = (
+                baselines.reshape(n_users * self.kappa, -1) @ weight,
+                torch.from_numpy(self.moments[flat_users]).to(device, rows.dtype),
+            )
         mean_grad, probability, grad_x = _integrate(
-            model, rows, baselines, t, self.steps, self.rule, self.chunk_size, (owner, col)
+            model,
+            rows,
+            baselines,
+            t,
+            self.steps,
+            self.rule,
+            self.chunk_size,
+            (owner, col),
+            base_first,
         )
         # x_i * mean_grad_i * (x_i - b_i) on the history items: [C, K] -> per user [K, n_u]
         x_h = rows[owner, col][:, None]  # [C, 1]
@@ -595,12 +631,11 @@ class SpinRec(Explainer):
         # one no-grad pass: the edited histories of the deletion curves and, under the right
         # rule, the baselines (each distinct training user once, whatever its targets)
         need_base = probability.shape[2] < self.steps + 1
-        weight = first_layer_of(model)
-        if weight is None:
+        if weight is None or base_first is None:
             scored = self._score_dense(model, rows, baselines, base_users, targets, items, maps)
         else:
             scored = self._score_first(
-                model, weight, rows, baselines, base_users, targets, items, maps
+                model, weight, rows, base_users, targets, items, maps, base_first
             )
         sizes = [m.shape[0] for m in maps]
         n_base = n_users * self.kappa if need_base else 0
