@@ -436,22 +436,26 @@ class SpinRec(Explainer):
         return out
 
     def draw_baselines(
-        self, x: np.ndarray, rng: np.random.Generator, max_rounds: int = 100
+        self, x: np.ndarray, rngs: Sequence[np.random.Generator], max_rounds: int = 100
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``kappa`` baseline users int64 [kappa] and their histories float32 [kappa, n_items].
+        """``kappa`` baseline users per history, int64 [U, kappa], and their histories float32
+        [U, kappa, n_items], for histories ``x`` [U, n_items] and one generator per history.
 
         Drawn uniformly with replacement from training users with at least one item; a draw
-        whose history equals ``x`` [n_items] is redrawn.
+        whose history equals its user's is redrawn from that user's generator (so each user's
+        draws do not depend on the others in the batch).
         """
-        target_row = x > 0
-        users = self.pool[rng.integers(0, self.pool.shape[0], size=self.kappa)]
+        u, n = x.shape
+        pool = self.pool.shape[0]
+        users = np.stack([self.pool[rng.integers(0, pool, size=self.kappa)] for rng in rngs])
+        target_rows = (x > 0)[:, None, :]  # [U, 1, n]
         for _ in range(max_rounds):
-            dense = self.dense_rows(users)
-            same = ((dense > 0) == target_row[None, :]).all(axis=1)
+            dense = self.dense_rows(users.reshape(-1)).reshape(u, self.kappa, n)
+            same = ((dense > 0) == target_rows).all(axis=2)  # [U, kappa]
             if not same.any():
                 return users, dense
-            users = users.copy()
-            users[same] = self.pool[rng.integers(0, self.pool.shape[0], size=int(same.sum()))]
+            for i in np.flatnonzero(same.any(axis=1)):
+                users[i, same[i]] = self.pool[rngs[i].integers(0, pool, size=int(same[i].sum()))]
         raise ReclensError("SPINRec: every training history drawn equals the user's history")
 
     # -- explanation -----------------------------------------------------------------------
@@ -589,16 +593,15 @@ class SpinRec(Explainer):
         device = rows.device
         n_users = len(users)
         x_np = rows.cpu().numpy()
-        items, base_users, base_rows = [], [], []
+        items = []
         for i, user in enumerate(users):
             hist = np.flatnonzero(x_np[i] > 0).astype(np.int64)
             if hist.shape[0] == 0:
                 raise ReclensError(f"user {user}: cannot explain an empty history")
-            b_users, b_dense = self.draw_baselines(x_np[i], user_rng(seed, user))
             items.append(hist)
-            base_users.append(b_users)
-            base_rows.append(b_dense)
-        baselines = torch.from_numpy(np.stack(base_rows)).to(device=device, dtype=rows.dtype)
+        drawn, base_np = self.draw_baselines(x_np, [user_rng(seed, user) for user in users])
+        base_users = list(drawn)
+        baselines = torch.from_numpy(base_np).to(device=device, dtype=rows.dtype)
         t = torch.from_numpy(targets).to(device)
         lengths = [hist.shape[0] for hist in items]
         owner = torch.repeat_interleave(torch.arange(n_users), torch.tensor(lengths)).to(device)
