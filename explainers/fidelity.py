@@ -318,36 +318,6 @@ def deletion_masks(
     return out
 
 
-def deletion_kept(
-    maps: list[np.ndarray], edit_rule: str = "round"
-) -> tuple[np.ndarray, np.ndarray]:
-    """The history items kept at every deletion-curve point of several users' maps, as the
-    structure of a 0/1 CSR matrix (every point scored, none merged).
-
-    ``maps[u]``: float [M, n_u], the same ``M`` for every user. Rows: user by user, map by
-    map, fraction 0.1 .. 1.0 (``U * M * 10``); columns: positions in the users' histories
-    laid end to end (user ``u``'s items from ``n_0 + ... + n_(u-1)``). Returns the row
-    pointers int64 [R + 1] and the columns int64 [nnz], ascending within each row.
-    """
-    lengths = np.array([m.shape[1] for m in maps], dtype=np.int64)
-    n_maps = {m.shape[0] for m in maps}
-    if len(n_maps) > 1:
-        raise ReclensError(f"deletion_kept needs the same number of maps per user, got {n_maps}")
-    m = n_maps.pop() if n_maps else 0
-    pos = np.full((len(maps), m, int(lengths.max(initial=0))), -1, dtype=np.int64)  # [U, M, L]
-    counts = np.empty((len(maps), N_FRACTIONS - 1), dtype=np.int64)  # [U, 10]
-    for u, scores in enumerate(maps):
-        n = int(lengths[u])
-        pos[u, :, :n] = _positions(_check_maps(scores, n))
-        counts[u] = removed_counts(n, edit_rule)[1:]
-    keep = pos[:, :, None, :] >= counts[:, None, :, None]  # [U, M, 10, L]; padding (-1) never
-    user, _, _, j = np.nonzero(keep)
-    starts = np.cumsum(lengths) - lengths
-    crow = np.zeros(keep.shape[0] * m * (N_FRACTIONS - 1) + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=3).reshape(-1), out=crow[1:])
-    return crow, starts[user] + j
-
-
 def deletion_requests(
     rows: Tensor,
     targets: np.ndarray,

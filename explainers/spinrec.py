@@ -41,7 +41,6 @@ of what adding item ``j`` would do to the target's probability. It is not part o
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -71,7 +70,7 @@ from explainers.fidelity import (
     LOWER_IS_BETTER,
     METRICS,
     deletion_criteria,
-    deletion_kept,
+    deletion_masks,
     deletion_requests,
     fidelity_curves,
     removed_counts,
@@ -531,43 +530,35 @@ class SpinRec(Explainer):
         model: nn.Module,
         weight: Tensor,
         rows: Tensor,
-        columns: tuple[Tensor, Tensor],
         base_users: list[np.ndarray],
         targets: np.ndarray,
+        items: list[np.ndarray],
         maps: list[np.ndarray],
         base_first: tuple[Tensor, Tensor],
     ) -> Tensor:
         """:meth:`_score_dense` through the model's first layer ``W``: an edited history keeps
-        some of its user's history items (``columns``: owner and item of each, as in
-        :func:`_integrate`), so its ``h`` and moments are one 0/1 sparse matrix
-        (:func:`explainers.fidelity.deletion_kept`) times those items' ``x_i W_i``, ``x_i``
-        and ``x_i^2``; the baselines' ``h`` and moments [U K, .] are ``base_first``."""
-        device = rows.device
-        owner, col = columns
-        values = rows[owner, col]  # [C]
-        terms = torch.cat([values[:, None] * weight[col], values[:, None], values[:, None] ** 2], 1)
-        crow, kept = deletion_kept(maps, self.edit_rule)
-        shape = (crow.shape[0] - 1, terms.shape[0])
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": products are stable
-            warnings.simplefilter("ignore", UserWarning)
-            keep = torch.sparse_csr_tensor(
-                torch.from_numpy(crow).to(device),
-                torch.from_numpy(kept).to(device),
-                torch.ones(kept.shape[0], dtype=rows.dtype, device=device),
-                size=shape,
-            )
-            edited = keep @ terms  # [R, d + 2]: h and moments of every deletion-curve point
-        d = weight.shape[1]
-        h, moments = [edited[:, :d]], [edited[:, d:]]
-        index = [np.arange(shape[0], dtype=np.int64)]
-        tgts = [np.repeat(targets, shape[0] // max(len(maps), 1))]
+        some history items, so its ``h`` is its keep mask times those items' rows of ``W``; the
+        baselines' ``h`` and moments [U K, .] are ``base_first``."""
+        h, moments, index, tgts = [], [], [], []
+        offset = 0
         if self.rule == "right":
             first, b_index, b_tgts = self._base_requests(base_users, targets)
-            pick = torch.from_numpy(first).to(device)
-            h.insert(0, base_first[0][pick])
-            moments.insert(0, base_first[1][pick])
-            index = [b_index, index[0] + first.shape[0]]
-            tgts.insert(0, b_tgts)
+            pick = torch.from_numpy(first).to(rows.device)
+            h.append(base_first[0][pick])
+            moments.append(base_first[1][pick])
+            index.append(b_index)
+            tgts.append(b_tgts)
+            offset = first.shape[0]
+        for u, (unique, inverse) in enumerate(deletion_masks(items, maps, self.edit_rule)):
+            cols = torch.from_numpy(items[u]).to(rows.device)
+            values = rows[u, cols]  # [n_u]
+            keep = torch.from_numpy(unique).to(rows.device, rows.dtype)  # [Q_u, n_u]
+            h.append(keep @ (values[:, None] * weight[cols]))
+            moments.append(torch.stack([keep @ values, keep @ (values * values)], dim=1))
+            index.append(inverse + offset)
+            tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
+            offset += unique.shape[0]
+        device = rows.device
         return first_target_probability(
             model,
             torch.cat(h),
@@ -647,7 +638,7 @@ class SpinRec(Explainer):
             scored = self._score_dense(model, rows, baselines, base_users, targets, items, maps)
         else:
             scored = self._score_first(
-                model, weight, rows, (owner, col), base_users, targets, maps, base_first
+                model, weight, rows, base_users, targets, items, maps, base_first
             )
         sizes = [m.shape[0] for m in maps]
         n_base = n_users * self.kappa if need_base else 0

@@ -15,8 +15,6 @@ from explainers.base import Explanation
 from explainers.fidelity import (
     METRICS,
     deletion_aucs,
-    deletion_kept,
-    deletion_masks,
     explanation_metrics,
     fidelity_curves,
     removed_counts,
@@ -213,29 +211,3 @@ def test_unique_masks_are_the_distinct_rows_in_sorted_order(n: int) -> None:
     assert np.array_equal(np.packbits(unique, axis=1), reference)
     assert np.array_equal(unique[inverse], keep)
     assert inverse.dtype == np.int64 and unique.shape[0] == len({r.tobytes() for r in keep})
-
-
-@pytest.mark.parametrize("rule", ["round", "array_split"])
-def test_deletion_kept_rows_are_every_deletion_mask_laid_end_to_end(rule: str) -> None:
-    """The CSR rows of :func:`deletion_kept` are the masks of :func:`deletion_masks`, point by
-    point (ties included: integer-valued scores), with each user's columns at its offset; a
-    history of one item keeps nothing from fraction 0.1 on only if round(0.1) removes it."""
-    rng = np.random.default_rng(3)
-    lengths = [1, 4, 9, 23]
-    maps = [rng.integers(0, 3, size=(5, n)).astype(np.float64) for n in lengths]
-    items = [np.arange(n, dtype=np.int64) for n in lengths]
-    crow, col = deletion_kept(maps, rule)
-    dense = np.zeros((crow.shape[0] - 1, sum(lengths)), dtype=bool)
-    for r in range(dense.shape[0]):
-        dense[r, col[crow[r] : crow[r + 1]]] = True
-        assert np.all(np.diff(col[crow[r] : crow[r + 1]]) > 0)
-    start = 0
-    for u, (unique, inverse) in enumerate(deletion_masks(items, maps, rule)):
-        block = dense[start : start + inverse.shape[0]]
-        offset = sum(lengths[:u])
-        assert not block[:, :offset].any() and not block[:, offset + lengths[u] :].any()
-        assert np.array_equal(block[:, offset : offset + lengths[u]], unique[inverse])
-        start += inverse.shape[0]
-    assert start == dense.shape[0] == 5 * 10 * len(lengths)
-    with pytest.raises(ReclensError, match="same number of maps"):
-        deletion_kept([maps[0], maps[1][:2]], rule)
