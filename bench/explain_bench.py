@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         "--models", default=",".join(MODELS), help="models (fism,multvae,fism-neumf)"
     )
     parser.add_argument("--run", action="append", default=[], help="NAME=DIR: a run folder")
-    parser.add_argument("--users", type=int, default=20, help="test users timed (20)")
+    parser.add_argument("--users", type=int, default=64, help="test users timed (64)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats (3)")
     parser.add_argument(
         "--batch-users",

@@ -96,8 +96,12 @@ class MultAutoencoder(Recommender):
         """Logits [batch, n_items] (or [batch, m] of ``items``) from ``h = x W`` [batch, hidden]
         and the moments [batch, 2] of ``x`` (eval mode: no dropout)."""
         norm = moments[:, 1:].clamp_min(NORM_EPS**2).sqrt()  # F.normalize's max(|x|, eps)
-        out = self.encoder[2](torch.tanh(h / norm + self.encoder[0].bias))
-        z = out.chunk(2, dim=1)[0] if self.variational else out
+        mean = self.encoder[2]  # the posterior mean only: its first ``latent`` outputs
+        z = F.linear(
+            torch.tanh(h / norm + self.encoder[0].bias),
+            mean.weight[: self.latent],
+            mean.bias[: self.latent],
+        )
         if items is None:
             return self.decode(z)
         last = self.decoder[-1]
