@@ -193,14 +193,6 @@ def bench_model(
     spin.explain(model, x0, user=int(sample[0]))
     captum_batched(x0, b0, e0.target)
     captum_loop(x0, b0, e0.target)
-    rounds = []
-    for _ in range(repeats):
-        ours, batched, loop = [], [], []
-        for (x, baselines, exp), u in zip(cases, sample, strict=True):
-            ours.append(timed(lambda x=x, u=u: spin.explain(model, x, user=int(u)))[0])
-            batched.append(timed(lambda x=x, b=baselines, t=exp.target: captum_batched(x, b, t))[0])
-            loop.append(timed(lambda x=x, b=baselines, t=exp.target: captum_loop(x, b, t))[0])
-        rounds.append(tuple(statistics.median(v) for v in (ours, batched, loop)))
     xs = torch.stack([x for x, _, _ in cases])
     bases = torch.stack([b for _, b, _ in cases])
     targets = [e.target for _, _, e in cases]
@@ -213,8 +205,14 @@ def bench_model(
         batch_differ += int(got.chosen != exp.chosen)
         scale = max(float(np.abs(exp.candidates).max()), 1e-30)
         batch_rel = max(batch_rel, float(np.abs(got.candidates - exp.candidates).max()) / scale)
-    batch_rounds = []
-    for _ in range(repeats):
+    rounds, batch_rounds = [], []
+    for _ in range(repeats):  # one user at a time, then together, in the same repeat
+        ours, batched, loop = [], [], []
+        for (x, baselines, exp), u in zip(cases, sample, strict=True):
+            ours.append(timed(lambda x=x, u=u: spin.explain(model, x, user=int(u)))[0])
+            batched.append(timed(lambda x=x, b=baselines, t=exp.target: captum_batched(x, b, t))[0])
+            loop.append(timed(lambda x=x, b=baselines, t=exp.target: captum_loop(x, b, t))[0])
+        rounds.append(tuple(statistics.median(v) for v in (ours, batched, loop)))
         ours_ms = timed(lambda: spin_batched.explain_batch(model, xs, targets, users=ids))[0]
         theirs_ms = 0.0
         for start in range(0, len(cases), batch_users):
@@ -287,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"[target >= {TARGETS.get(name, 1.0):g}x]; captum per baseline {loop:.1f} ms "
                 f"-> {loop / ours:.1f}x"
             )
-        print(f"  {res['batch_users']} users at a time, mean ms per user:")
+        print(f"  {res['batch_users']} users at a time (in the same repeats), mean ms per user:")
         rows = zip(res["batch_rounds"], res["rounds"], strict=True)  # type: ignore[call-overload]
         for i, ((ours, together), (_, best, _)) in enumerate(rows):
             print(
