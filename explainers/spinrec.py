@@ -40,6 +40,7 @@ of what adding item ``j`` would do to the target's probability. It is not part o
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -407,11 +408,6 @@ class SpinRec(Explainer):
             self.train = self.train.copy()
             self.train.sum_duplicates()
         self.pool = np.flatnonzero(np.diff(self.train.indptr) > 0).astype(np.int64)
-        squared = self.train.multiply(self.train)
-        self.moments = np.stack(  # each training row's (sum, sum of squares): float32 [n_users, 2]
-            [np.asarray(self.train.sum(axis=1)).ravel(), np.asarray(squared.sum(axis=1)).ravel()],
-            axis=1,
-        ).astype(np.float32)
         if self.pool.shape[0] == 0:
             raise ReclensError("SPINRec: the training matrix has no user with an interaction")
         self.kappa = int(kappa)
@@ -422,6 +418,14 @@ class SpinRec(Explainer):
         self.batch_users = None if batch_users is None else max(1, int(batch_users))
 
     # -- baselines -------------------------------------------------------------------------
+    @functools.cached_property
+    def moments(self) -> np.ndarray:
+        """Each training row's (sum, sum of squares): float32 [n_users, 2] (formed on first use,
+        by the first-layer path only)."""
+        squared = self.train.multiply(self.train)
+        sums = [np.asarray(self.train.sum(axis=1)).ravel(), np.asarray(squared.sum(axis=1)).ravel()]
+        return np.stack(sums, axis=1).astype(np.float32)
+
     def dense_rows(self, users: np.ndarray) -> np.ndarray:
         """The training histories of ``users`` (int64 [R]) as float32 [R, n_items]."""
         indptr, indices, data = self.train.indptr, self.train.indices, self.train.data
