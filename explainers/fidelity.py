@@ -196,7 +196,7 @@ def _positions(maps: np.ndarray) -> np.ndarray:
     """Each item's position in its map's importance order (0 = most important): [M, n]."""
     order = importance_order(maps)
     pos = np.empty_like(order)
-    np.put_along_axis(pos, order, np.arange(maps.shape[1])[None, :], axis=1)
+    pos[np.arange(order.shape[0])[:, None], order] = np.arange(order.shape[1])
     return pos
 
 

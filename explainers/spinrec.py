@@ -166,6 +166,21 @@ class PathResult:
     gradient_at_x: Tensor
 
 
+@dataclass(frozen=True)
+class HistoryColumns:
+    """The (user, item) pairs of ``U`` users' histories, where attributions are formed.
+
+    ``owner``, ``col``: long [C] each (``owner`` ascending), user ``owner[c]`` has item
+    ``col[c]``; ``x``: the history values there [C]; ``base``: every baseline's value there
+    [C, K].
+    """
+
+    owner: Tensor
+    col: Tensor
+    x: Tensor
+    base: Tensor
+
+
 def path_gradients(
     model: nn.Module,
     x: Tensor,
@@ -220,16 +235,16 @@ def _integrate(
     steps: int,
     rule: str,
     chunk_size: int,
-    columns: tuple[Tensor, Tensor] | None = None,
+    columns: HistoryColumns | None = None,
     base_first: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
 
     Returns the mean gradients [U, K, n], ``p_t`` at every alpha whose gradient is used up to
     alpha = 1 ([U, K, J + 1] under the trapezoid rule, [U, K, J] without alpha = 0 under the
-    right rule) and the gradients at ``x`` [U, n]. With ``columns`` (``owner``, ``col``: long
-    [C] each, ``owner`` ascending), the mean gradients are only those of user ``owner[c]`` at
-    item ``col[c]``: [C, K] (through a first layer, formed at those pairs only).
+    right rule) and the gradients at ``x`` [U, n]. With ``columns``, the mean gradients are
+    only those of user ``owner[c]`` at item ``col[c]``: [C, K] (through a first layer, formed
+    at those pairs only).
     ``base_first``: the baselines' first-layer outputs [U K, d] and moments [U K, 2], when the
     caller has them (a model with a first layer; computed here otherwise).
     """
@@ -254,7 +269,7 @@ def _integrate(
     mean_grad = torch.einsum("ukmn,m->ukn", path_g, weights[first:j])
     mean_grad = mean_grad + weights[j] * x_g[:, None, :]
     if columns is not None:
-        mean_grad = mean_grad[columns[0], :, columns[1]]  # [C, K]
+        mean_grad = mean_grad[columns.owner, :, columns.col]  # [C, K]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
     return mean_grad, probability, x_g
 
@@ -268,7 +283,7 @@ def _integrate_first(
     mid: Tensor,
     weights: Tensor,
     chunk_size: int,
-    columns: tuple[Tensor, Tensor] | None = None,
+    columns: HistoryColumns | None = None,
     base_first: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
@@ -295,13 +310,22 @@ def _integrate_first(
     diff = hx[:, None, None, :] - a  # (x - b) W: [U, K, 1, d]
     s_b, q_b = base_first[1].view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
     s_x, q_x = row_moments(x).unbind(-1)  # [U]
-    bx = torch.einsum("ukn,un->uk", baselines, x)  # b . x
+    if columns is None:
+        bx = torch.einsum("ukn,un->uk", baselines, x)  # b . x: [U, K]
+    else:  # b . x over the history items only
+        terms = columns.base * columns.x[:, None]  # [C, K]
+        bx = terms.new_zeros((u, k)).index_add_(0, columns.owner, terms)
     q_d = q_x[:, None] - 2 * bx + q_b  # |x - b|^2
     al = mid[None, None, :]  # [1, 1, m]
     first_m = s_b[..., None] + al * (s_x[:, None, None] - s_b[..., None])  # [U, K, m]
     second_m = q_b[..., None] + 2 * al * (bx - q_b)[..., None] + al * al * q_d[..., None]
-    h = torch.cat([(a + mid[None, None, :, None] * diff).reshape(-1, d), hx])  # [U K m + U, d]
-    moments = torch.cat([torch.stack([first_m, second_m], dim=-1).reshape(-1, 2), row_moments(x)])
+    cut = u * k * m
+    h = hx.new_empty((cut + u, d))  # the path points' first layer, then x's: [U K m + U, d]
+    torch.addcmul(a, mid[None, None, :, None], diff, out=h[:cut].view(u, k, m, d))
+    h[cut:] = hx
+    moments = hx.new_empty((cut + u, 2))
+    torch.stack([first_m, second_m], dim=-1, out=moments[:cut].view(u, k, m, 2))
+    moments[cut:] = torch.stack([s_x, q_x], dim=1)
     row_t = torch.cat([targets.repeat_interleave(k * m), targets])
     probs = h.new_empty(h.shape[0])
     g_h, g_m = torch.empty_like(h), torch.empty_like(moments)
@@ -316,7 +340,6 @@ def _integrate_first(
             g_h[start:stop] = 0.0 if grads[0] is None else grads[0]
             g_m[start:stop] = 0.0 if grads[1] is None else grads[1]
             probs[start:stop] = p_t.detach()
-    cut = u * k * m
     w_mid, w_end = weights[-1 - m : j], weights[j]
     # weighted sums over alpha, as [U K] batches of [m] x [m, .] products (no copies)
     big_g = torch.matmul(w_mid, g_h[:cut].view(u * k, m, d)).view(u, k, d)
@@ -330,12 +353,12 @@ def _integrate_first(
         mean_grad += m_1[..., None] + (2 * (m_2 - m_2a))[..., None] * baselines
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
     else:  # W_i . G at each user's own items only: one [K, d] x [d, n_u] product per user
-        owner, col = columns
+        owner = columns.owner
         counts = torch.bincount(owner, minlength=u).tolist()
-        w_cols = weight[col].split(counts)  # [n_u, d] each
+        w_cols = weight[columns.col].split(counts)  # [n_u, d] each
         mean_grad = torch.cat([w_c @ g.T for w_c, g in zip(w_cols, big_g, strict=True)])
-        mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * baselines[owner, :, col]
-        mean_grad += (2 * m_2a)[owner] * x[owner, col][:, None]
+        mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * columns.base
+        mean_grad += (2 * m_2a)[owner] * columns.x[:, None]
     grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
     path_p, x_p = probs[:cut].view(u, k, m), probs[cut:]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
@@ -439,25 +462,41 @@ class SpinRec(Explainer):
             out[owner, indices[pos]] = data[pos]
         return out
 
+    @functools.cached_property
+    def support(self) -> sp.csr_matrix:
+        """Each training row's positive items, as a canonical CSR matrix (the training matrix
+        itself when every stored value is positive)."""
+        if (self.train.data > 0).all():
+            return self.train
+        support = sp.csr_matrix(self.train > 0)
+        support.sort_indices()
+        return support
+
     def draw_baselines(
-        self, x: np.ndarray, rngs: Sequence[np.random.Generator], max_rounds: int = 100
+        self, hist: list[np.ndarray], rngs: Sequence[np.random.Generator], max_rounds: int = 100
     ) -> tuple[np.ndarray, np.ndarray]:
         """``kappa`` baseline users per history, int64 [U, kappa], and their histories float32
-        [U, kappa, n_items], for histories ``x`` [U, n_items] and one generator per history.
+        [U, kappa, n_items], for the histories' positive items ``hist`` (U ascending int64
+        arrays) and one generator per history.
 
         Drawn uniformly with replacement from training users with at least one item; a draw
-        whose history equals its user's is redrawn from that user's generator (so each user's
-        draws do not depend on the others in the batch).
+        whose history has the same positive items as its user's is redrawn from that user's
+        generator (so each user's draws do not depend on the others in the batch). The check
+        reads the sparse rows: only draws with as many items as the history are compared.
         """
-        u, n = x.shape
+        u, n = len(hist), self.train.shape[1]
         pool = self.pool.shape[0]
         users = np.stack([self.pool[rng.integers(0, pool, size=self.kappa)] for rng in rngs])
-        target_rows = (x > 0)[:, None, :]  # [U, 1, n]
+        lengths = np.array([h.shape[0] for h in hist], dtype=np.int64)
+        indptr, indices = self.support.indptr, self.support.indices
+        counts = np.diff(indptr)
         for _ in range(max_rounds):
-            dense = self.dense_rows(users.reshape(-1)).reshape(u, self.kappa, n)
-            same = ((dense > 0) == target_rows).all(axis=2)  # [U, kappa]
+            same = np.zeros((u, self.kappa), dtype=bool)
+            for i, k in zip(*np.nonzero(counts[users] == lengths[:, None]), strict=True):
+                start = indptr[users[i, k]]
+                same[i, k] = np.array_equal(indices[start : start + lengths[i]], hist[i])
             if not same.any():
-                return users, dense
+                return users, self.dense_rows(users.reshape(-1)).reshape(u, self.kappa, n)
             for i in np.flatnonzero(same.any(axis=1)):
                 users[i, same[i]] = self.pool[rngs[i].integers(0, pool, size=int(same[i].sum()))]
         raise ReclensError("SPINRec: every training history drawn equals the user's history")
@@ -533,7 +572,7 @@ class SpinRec(Explainer):
         self,
         model: nn.Module,
         weight: Tensor,
-        rows: Tensor,
+        columns: HistoryColumns,
         base_users: list[np.ndarray],
         targets: np.ndarray,
         items: list[np.ndarray],
@@ -541,32 +580,33 @@ class SpinRec(Explainer):
         base_first: tuple[Tensor, Tensor],
     ) -> Tensor:
         """:meth:`_score_dense` through the model's first layer ``W``: an edited history keeps
-        some history items, so its ``h`` is its keep mask times those items' rows of ``W``; the
-        baselines' ``h`` and moments [U K, .] are ``base_first``."""
-        h, moments, index, tgts = [], [], [], []
+        some history items, so its ``h`` and moments are its keep mask times those items'
+        ``x_i W_i``, ``x_i`` and ``x_i^2`` (one [Q_u, n_u] x [n_u, d + 2] product per user);
+        the baselines' ``h`` and moments [U K, .] are ``base_first``."""
+        device, d = weight.device, weight.shape[1]
+        values = columns.x[:, None]  # [C, 1]
+        terms = torch.cat([values * weight[columns.col], values, values * values], dim=1)
+        parts, index, tgts = [], [], []
         offset = 0
         if self.rule == "right":
             first, b_index, b_tgts = self._base_requests(base_users, targets)
-            pick = torch.from_numpy(first).to(rows.device)
-            h.append(base_first[0][pick])
-            moments.append(base_first[1][pick])
+            pick = torch.from_numpy(first).to(device)
+            parts.append(torch.cat([base_first[0][pick], base_first[1][pick]], dim=1))
             index.append(b_index)
             tgts.append(b_tgts)
             offset = first.shape[0]
-        for u, (unique, inverse) in enumerate(deletion_masks(items, maps, self.edit_rule)):
-            cols = torch.from_numpy(items[u]).to(rows.device)
-            values = rows[u, cols]  # [n_u]
-            keep = torch.from_numpy(unique).to(rows.device, rows.dtype)  # [Q_u, n_u]
-            h.append(keep @ (values[:, None] * weight[cols]))
-            moments.append(torch.stack([keep @ values, keep @ (values * values)], dim=1))
+        per_user = terms.split([hist.shape[0] for hist in items])  # [n_u, d + 2] each
+        masks = deletion_masks(items, maps, self.edit_rule)
+        for u, ((unique, inverse), term) in enumerate(zip(masks, per_user, strict=True)):
+            parts.append(torch.from_numpy(unique).to(device, term.dtype) @ term)  # [Q_u, d + 2]
             index.append(inverse + offset)
             tgts.append(np.full(inverse.shape[0], int(targets[u]), dtype=np.int64))
             offset += unique.shape[0]
-        device = rows.device
+        scored = torch.cat(parts)
         return first_target_probability(
             model,
-            torch.cat(h),
-            torch.cat(moments),
+            scored[:, :d],
+            scored[:, d:],
             torch.from_numpy(np.concatenate(tgts)).to(device),
             torch.from_numpy(np.concatenate(index)).to(device),
         )
@@ -603,13 +643,14 @@ class SpinRec(Explainer):
             if hist.shape[0] == 0:
                 raise ReclensError(f"user {user}: cannot explain an empty history")
             items.append(hist)
-        drawn, base_np = self.draw_baselines(x_np, [user_rng(seed, user) for user in users])
+        drawn, base_np = self.draw_baselines(items, [user_rng(seed, user) for user in users])
         base_users = list(drawn)
         baselines = torch.from_numpy(base_np).to(device=device, dtype=rows.dtype)
         t = torch.from_numpy(targets).to(device)
         lengths = [hist.shape[0] for hist in items]
         owner = torch.repeat_interleave(torch.arange(n_users), torch.tensor(lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
+        columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col])
         weight = first_layer_of(model)
         base_first = None
         if weight is not None:  # the baselines' first-layer outputs and moments: [U K, .]
@@ -626,12 +667,12 @@ class SpinRec(Explainer):
             self.steps,
             self.rule,
             self.chunk_size,
-            (owner, col),
+            columns,
             base_first,
         )
         # x_i * mean_grad_i * (x_i - b_i) on the history items: [C, K] -> per user [K, n_u]
-        x_h = rows[owner, col][:, None]  # [C, 1]
-        attr = x_h * mean_grad * (x_h - baselines[owner, :, col])
+        x_h = columns.x[:, None]  # [C, 1]
+        attr = x_h * mean_grad * (x_h - columns.base)
         attr_np = attr.double().cpu().numpy().T  # [K, C]
         maps = [np.ascontiguousarray(m) for m in np.split(attr_np, np.cumsum(lengths)[:-1], 1)]
         p_full = probability[:, 0, -1]
@@ -642,7 +683,7 @@ class SpinRec(Explainer):
             scored = self._score_dense(model, rows, baselines, base_users, targets, items, maps)
         else:
             scored = self._score_first(
-                model, weight, rows, base_users, targets, items, maps, base_first
+                model, weight, columns, base_users, targets, items, maps, base_first
             )
         sizes = [m.shape[0] for m in maps]
         n_base = n_users * self.kappa if need_base else 0

@@ -181,6 +181,14 @@ def test_baseline_equal_to_user_is_redrawn():
     only_same = sp.csr_matrix(dense[:29])
     with pytest.raises(ReclensError):
         SpinRec(only_same, kappa=2, steps=2).explain(model, dense[0], user=0)
+    # the same positive items count as the same history, whatever the stored values: an
+    # explicit zero at another item or a weaker value does not make a row differ
+    stored = sp.csr_matrix(
+        (np.array([1.0, 1.0, 0.5, 0.0]), np.array([0, 1, 2, 6]), np.array([0, 4])), shape=(1, 8)
+    )
+    messy = sp.vstack([stored, stored, sp.csr_matrix(dense[29:])]).tocsr()
+    exp = SpinRec(messy, kappa=3, steps=2).explain(model, dense[0], user=0)
+    assert exp.baseline_users.tolist() == [2] * 3
 
 
 def test_unobserved_extension_and_constant_model(train):
