@@ -4,7 +4,8 @@ For each model (fism, multvae and fism-neumf by default) and each repeat, over t
 users, prints the median wall time per user of:
 
 1. SPINRec's whole explanation (kappa 16, J 16, path selection included), using the model's
-   declared shortcuts (``score_items``, the linear first layer; see :mod:`explainers.base`);
+   declared shortcuts (``score_items``, the linear first layer; see :mod:`explainers.base`),
+   given the same target as captum (the user's top-1 outside the history, found once before);
 2. captum's ``IntegratedGradients`` at its best: all 16 baselines in one ``attribute`` call
    (``n_steps=16``, ``method="riemann_right"``, ``internal_batch_size=16 * 16``: one forward
    and backward pass of 256 rows; same baselines, target and forward function
@@ -209,7 +210,9 @@ def bench_model(
     for _ in range(repeats):  # one user at a time, then together, in the same repeat
         ours, batched, loop = [], [], []
         for (x, baselines, exp), u in zip(cases, sample, strict=True):
-            ours.append(timed(lambda x=x, u=u: spin.explain(model, x, user=int(u)))[0])
+            ours.append(
+                timed(lambda x=x, u=u, t=exp.target: spin.explain(model, x, t, user=int(u)))[0]
+            )
             batched.append(timed(lambda x=x, b=baselines, t=exp.target: captum_batched(x, b, t))[0])
             loop.append(timed(lambda x=x, b=baselines, t=exp.target: captum_loop(x, b, t))[0])
         rounds.append(tuple(statistics.median(v) for v in (ours, batched, loop)))

@@ -648,7 +648,7 @@ class SpinRec(Explainer):
         baselines = torch.from_numpy(base_np).to(device=device, dtype=rows.dtype)
         t = torch.from_numpy(targets).to(device)
         lengths = [hist.shape[0] for hist in items]
-        owner = torch.repeat_interleave(torch.arange(n_users), torch.tensor(lengths)).to(device)
+        owner = torch.from_numpy(np.repeat(np.arange(n_users), lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
         columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col])
         weight = first_layer_of(model)
