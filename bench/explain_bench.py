@@ -284,18 +284,18 @@ def main(argv: list[str] | None = None) -> int:
         for i, (ours, batched, loop) in enumerate(res["rounds"]):  # type: ignore[arg-type]
             print(
                 f"  repeat {i + 1}: SPINRec (path selection included) {ours:.1f} ms; "
-                f"captum batched {batched:.1f} ms -> {batched / ours:.1f}x "
+                f"captum batched {batched:.1f} ms -> {batched / ours:.2f}x "
                 f"[target >= {TARGETS.get(name, 1.0):g}x]; captum per baseline {loop:.1f} ms "
-                f"-> {loop / ours:.1f}x"
+                f"-> {loop / ours:.2f}x"
             )
         print(f"  {res['batch_users']} users at a time (in the same repeats), mean ms per user:")
         rows = zip(res["batch_rounds"], res["rounds"], strict=True)  # type: ignore[call-overload]
         for i, ((ours, together), (_, best, _)) in enumerate(rows):
             print(
                 f"  repeat {i + 1}: SPINRec explain_batch {ours:.2f} ms; captum's best (one call "
-                f"per user, above) {best:.2f} ms -> {best / ours:.1f}x "
+                f"per user, above) {best:.2f} ms -> {best / ours:.2f}x "
                 f"[target >= {TARGETS.get(name, 1.0):g}x]; captum given those users in one call "
-                f"{together:.2f} ms -> {together / ours:.1f}x"
+                f"{together:.2f} ms -> {together / ours:.2f}x"
             )
         print(
             f"  batched against one at a time: chosen path differs for {res['batch_differ']} "
