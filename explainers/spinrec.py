@@ -489,10 +489,10 @@ class SpinRec(Explainer):
         users = np.stack([self.pool[rng.integers(0, pool, size=self.kappa)] for rng in rngs])
         lengths = np.array([h.shape[0] for h in hist], dtype=np.int64)
         indptr, indices = self.support.indptr, self.support.indices
-        counts = np.diff(indptr)
         for _ in range(max_rounds):
             same = np.zeros((u, self.kappa), dtype=bool)
-            for i, k in zip(*np.nonzero(counts[users] == lengths[:, None]), strict=True):
+            counts = indptr[users + 1] - indptr[users]  # the draws' numbers of items: [U, K]
+            for i, k in zip(*np.nonzero(counts == lengths[:, None]), strict=True):
                 start = indptr[users[i, k]]
                 same[i, k] = np.array_equal(indices[start : start + lengths[i]], hist[i])
             if not same.any():
