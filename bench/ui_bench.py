@@ -89,7 +89,13 @@ def settled(page, timeout: float = 60.0) -> None:
 
 
 def sentence_shown(page, user: str, timeout: float = 120.0) -> None:
-    """Wait until the explanation's sentence for ``user`` is drawn (checked every 20 ms).
+    """Wait until the explanation's sentence for ``user`` is drawn (checked every 20 ms)."""
+    text_shown(page, f"is recommended to user {user} ", timeout)
+
+
+def text_shown(page, text: str, timeout: float = 120.0) -> None:
+    """Wait until a visible text node containing ``text`` is drawn, in the page or any shadow
+    root (checked every 20 ms).
 
     Playwright's own text wait polls at widening intervals, up to 500 ms, which alone added up
     to half a second to a measurement.
@@ -100,7 +106,7 @@ def sentence_shown(page, user: str, timeout: float = 120.0) -> None:
         " for (const n of el.childNodes) { if (n.nodeType === 3 && n.textContent.includes(text)"
         " && el.getClientRects().length) return true; } } return false; };"
         " return find(document); }",
-        arg=f"is recommended to user {user} ",
+        arg=text,
         timeout=timeout * 1000,
         polling=20,
     )

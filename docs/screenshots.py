@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "ui"))
 
-from ui_bench import SERVER, prepare_runs, sentence_shown, settled, stop  # noqa: E402
+from ui_bench import SERVER, prepare_runs, settled, stop, text_shown  # noqa: E402
 from ui_support import CHROMIUM, CHROMIUM_ARGS, start_server  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots"
@@ -43,23 +43,34 @@ def main() -> int:
     loaded = EngineService(runs, default_source="ml-100k").load(by_model["fism"])
     user = args.user or str(loaded.users["id"].iloc[int(loaded.split.eval_users("test")[0])])
     item = str(loaded.items["id"].iloc[0])
-    shots = {
-        "overview": f"?run={by_model['fism']}&tab=overview",
-        "embeddings": f"?run={by_model['fism']}&tab=embeddings&user={user}&item={item}",
-        "explain": f"?run={by_model['fism']}&tab=explain&user={user}",
-        "diffusion": f"?run={by_model['diffrec']}&tab=diffusion&user={user}",
-        "fairness": f"?run={by_model['fism']}&tab=fairness&user={user}",
+    shots = {  # each tab's address and a text that is drawn once its content is
+        "overview": (f"?run={by_model['fism']}&tab=overview", "Leaderboard"),
+        "embeddings": (
+            f"?run={by_model['fism']}&tab=embeddings&user={user}&item={item}",
+            "(cosine of item embeddings)",
+        ),
+        "explain": (
+            f"?run={by_model['fism']}&tab=explain&user={user}",
+            f"is recommended to user {user} ",
+        ),
+        "diffusion": (
+            f"?run={by_model['diffrec']}&tab=diffusion&user={user}",
+            "how the recommendation emerges",
+        ),
+        "fairness": (
+            f"?run={by_model['fism']}&tab=fairness&user={user}",
+            "against all evaluated users",
+        ),
     }
     server = start_server(runs, script=SERVER)
     OUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            for name, query in shots.items():
+            for name, (query, text) in shots.items():
                 page = browser.new_page(viewport={"width": 1500, "height": 1100})
                 page.goto(f"{server.url}{query}", timeout=120_000)
-                if name == "explain":
-                    sentence_shown(page, user)
+                text_shown(page, text)  # the page is drawn (the load event comes before it)
                 page.wait_for_load_state("networkidle")
                 settled(page)
                 if name == "diffusion":
