@@ -44,12 +44,16 @@ from ui_support import CHROMIUM, CHROMIUM_ARGS, Server, start_server  # noqa: E4
 
 MODELS = ("ease", "fism", "diffrec")
 PARTS = ("first", "explain", "fairness", "memory")
+# A session nobody is connected to is discarded after 5 s (Bokeh's default: 15 s), so that the
+# memory of closed pages is measured soon after; not sooner: the session a page's request
+# created must outlive the browser loading that page (over 1 s on this machine), or the page is
+# built again when its websocket connects.
 SERVER = """
 import sys
 from app.dashboard.server import make_service, serve
 service = make_service(sys.argv[1], "ml-100k")
 serve(service, port=int(sys.argv[2]), show=False, check_unused_sessions_milliseconds=500,
-      unused_session_lifetime_milliseconds=1000)
+      unused_session_lifetime_milliseconds=5000)
 """
 
 

@@ -28,6 +28,7 @@ CHROMIUM_ARGS = [
 ]
 DATA = {"n_users": 200, "n_items": 150, "n_interactions": 4000}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
+# Sessions nobody is connected to are discarded after 5 s (see bench/ui_bench.py's SERVER).
 SERVER_SCRIPT = """
 import sys, torch
 from app.dashboard.server import make_service, serve
@@ -36,7 +37,7 @@ service = make_service(runs, "synthetic", projection="pca")
 print("ready to serve", flush=True)
 serve(
     service, port=port, show=False, check_unused_sessions_milliseconds=500,
-    unused_session_lifetime_milliseconds=1000,
+    unused_session_lifetime_milliseconds=5000,
 )
 """
 
