@@ -10,6 +10,10 @@ import numpy as np
 PAYLOAD = "<img src=x onerror=alert(1)>"
 TITLE = "<script>alert(2)</script><b>Bold</b> [x](javascript:alert(3))"
 GENRE = "<i onmouseover=alert(4)>genre</i>"
+MATH_LINK = (
+    "$$\\href{javascript:alert(5)}{TeX}$$ at https://evil.example/x, //evil/y or www.evil.example"
+)
+"""Text that MathJax would typeset (a TeX link) and that a linkifier would turn into links."""
 
 
 def write_markup_dataset(folder: Path) -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import panel as pn
 import pytest
-from markup_data import GENRE, PAYLOAD, TITLE, build_markup_runs
+from markup_data import GENRE, MATH_LINK, PAYLOAD, TITLE, build_markup_runs
 
 from app.dashboard.app import Page, load_extensions
 from app.dashboard.engine_service import EngineService
@@ -58,13 +58,27 @@ def test_md_escapes_every_value_and_keeps_the_template() -> None:
     )
 
 
-@pytest.mark.parametrize("value", [PAYLOAD, TITLE, GENRE, "# head\n- list *em* `code` |a|b|"])
+@pytest.mark.parametrize(
+    "value", [PAYLOAD, TITLE, GENRE, MATH_LINK, "# head\n- list *em* `code` |a|b|", "a :smile: b"]
+)
 def test_plain_text_renders_as_exactly_its_text(value: str) -> None:
     rendered = html.unescape(TextPane(value)._transform_object(value)["object"])
     assert not INJECTED.search(rendered)
     shown = html.unescape(re.sub(r"<[^>]+>", "", rendered)).strip()
     assert shown == " ".join(value.splitlines())
     assert escape_text(value).count("<") == 0
+
+
+def test_text_panes_never_typeset_math() -> None:
+    """The browser's MathJax would typeset ``$$...$$`` in a pane's text (a TeX ``\\href`` is a
+    link): every text and message pane's model has math disabled."""
+    from panel.models.markup import HTML
+
+    from app.dashboard.views.common import MessagePane, markdown
+
+    for pane in (markdown(MATH_LINK), MessagePane(MATH_LINK), TextPane(md("{v}", v=MATH_LINK))):
+        models = [m for m in pane.get_root().references() if isinstance(m, HTML)]
+        assert models and all(m.disable_math for m in models), type(pane).__name__
 
 
 def test_no_pane_outside_the_escaping_helpers() -> None:
@@ -133,11 +147,14 @@ def _rendered_markup(page: Page) -> list[str]:
 
 
 @pytest.mark.parametrize("field", ["user", "run", "item", "tab", "dataset"])
-def test_payload_in_each_url_parameter_is_text(service: EngineService, field: str) -> None:
+@pytest.mark.parametrize("payload", [PAYLOAD, MATH_LINK])
+def test_payload_in_each_url_parameter_is_text(
+    service: EngineService, field: str, payload: str
+) -> None:
     run = service.run_ids()[0]
-    args = {"run": run, "tab": "explain", field: PAYLOAD}
+    args = {"run": run, "tab": "explain", field: payload}
     for tab in ("explain", "fairness", "embeddings", "overview"):
-        args["tab"] = PAYLOAD if field == "tab" else tab
+        args["tab"] = payload if field == "tab" else tab
         page = Page(service, args)
         page.view(tab)
         markup = _rendered_markup(page)

@@ -31,7 +31,7 @@ from data.errors import ReclensError
 
 log = logging.getLogger("reclens.dashboard")
 
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _PATH = re.compile(r"(?<![\w.:/])(?:~|\.{1,2})?(?:/[\w.@+,=-]+){2,}/?")
 
 
@@ -42,7 +42,8 @@ class Markup(str):
 
 def escape_text(value: object) -> str:
     """``value`` as Markdown that renders as exactly its text: HTML special characters become
-    entities, Markdown punctuation is backslash-escaped, line breaks become spaces."""
+    entities, Markdown punctuation is backslash-escaped (``:`` too, so that neither a URL scheme
+    nor an emoji code is recognised), line breaks become spaces."""
     text = " ".join(str(value).splitlines())
     return html.escape(_MARKDOWN_PUNCTUATION.sub(r"\\\1", text), quote=True)
 
@@ -71,10 +72,23 @@ def as_markup(text: object) -> Markup:
     return Markup(escape_text("" if text is None else text))
 
 
+TEXT_ONLY: dict[str, Any] = {"disable_math": True, "renderer_options": {"linkify": False}}
+"""Pane settings that keep a text as written: the browser's MathJax never typesets ``$$...$$``
+(a TeX ``\\href`` would be a link) and Markdown never turns a URL in the text into a link."""
+_MATH_TO_MODEL: dict[str, str | None] = {"disable_math": "disable_math"}
+"""Panel's Markdown pane keeps ``disable_math`` to itself (renamed to None), so its model, whose
+``disable_math`` the browser reads, would typeset math anyway: the text panes pass it on."""
+
+
 class TextPane(pn.pane.Markdown):
-    """A Markdown pane that renders only :class:`Markup`; any other object is shown as text."""
+    """A Markdown pane that renders only :class:`Markup`; any other object is shown as text
+    (with :data:`TEXT_ONLY`)."""
 
     priority: ClassVar[float | bool | None] = 0
+    _rename: ClassVar[dict[str, str | None]] = {**pn.pane.Markdown._rename, **_MATH_TO_MODEL}
+
+    def __init__(self, object: Any = None, **params: Any) -> None:
+        super().__init__(object, **{**TEXT_ONLY, **params})
 
     def _transform_object(self, obj: Any) -> dict[str, Any]:
         return super()._transform_object(as_markup(obj))
@@ -97,11 +111,12 @@ class MessagePane(pn.pane.Alert):
     """
 
     priority: ClassVar[float | bool | None] = 0
+    _rename: ClassVar[dict[str, str | None]] = {**pn.pane.Alert._rename, **_MATH_TO_MODEL}
     _shown: ClassVar[weakref.WeakKeyDictionary[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
     def __init__(self, object: Any = None, **params: Any) -> None:
         params["stylesheets"] = [*params.get("stylesheets", []), MESSAGE_CSS]
-        super().__init__(object, **params)
+        super().__init__(object, **{**TEXT_ONLY, **params})
 
     def _transform_object(self, obj: Any) -> dict[str, Any]:
         text = as_markup(obj)
