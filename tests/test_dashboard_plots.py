@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from app.dashboard import shaping
+from app.dashboard.plots import as_drawn
 from app.dashboard.plots import embeddings as emb
 from app.dashboard.plots import explain as ex
 from app.dashboard.plots import fairness as fair
@@ -95,6 +96,37 @@ def test_attribution_frame_shares_and_bars() -> None:
     assert frame["share"].tolist() == pytest.approx([0.75, 0.25, 0.0])
     bars = ex.attribution_bars(frame, top=2)
     assert list(bars.data["title"]) == ["C", "B"]  # two largest |scores|, drawn bottom-up
+
+
+TEX = "$$\\href{javascript:alert(1)}{x}$$ \\(a\\) \\[b\\]"
+"""A title from a dataset file holding every TeX delimiter BokehJS looks for."""
+
+
+@pytest.mark.parametrize(
+    "plot",
+    [
+        lambda: ex.attribution_bars(
+            shaping.attribution_frame([TEX, "B"], ["1", "2"], np.array([0.1, 0.3])), title=TEX
+        ),
+        lambda: fair.group_bars(
+            pd.DataFrame({"group": [TEX, "M"], "n_users": [3, 4], "ndcg@10": [0.2, 0.3]}),
+            "ndcg@10",
+            TEX,
+        ),
+    ],
+)
+def test_data_in_plot_titles_and_axis_labels_is_drawn_as_written(plot) -> None:
+    """BokehJS would typeset a title or axis label holding TeX delimiters (Bokeh's own check
+    says which models would need MathJax); the text drawn is the data with nothing but
+    zero-width spaces added."""
+    from bokeh.embed.bundle import _model_requires_mathjax
+
+    figure = hv.render(plot())
+    assert not [m for m in figure.references() if _model_requires_mathjax(m)]
+    drawn = [figure.title.text, *(a.axis_label or "" for a in figure.axis)]
+    # (a long bar-chart title is wrapped onto lines and shortened: its start is looked for)
+    assert any(TEX[:24] in t.replace("\u200b", "").replace("\n", "") for t in drawn)
+    assert as_drawn("a $ b \\ c") == "a $ b \\ c"  # a lone $ or backslash is left alone
 
 
 def test_path_curves_one_curve_per_path_chosen_highlighted() -> None:

@@ -6,6 +6,8 @@ in tests and scripts as well as in the served app.
 
 from __future__ import annotations
 
+import re
+
 import holoviews as hv
 import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend's options)
 
@@ -22,3 +24,20 @@ POSITIVE = "#2E7D32"
 NEGATIVE = "#C62828"
 HIGHLIGHT = "#E6550D"
 MUTED = "#9E9E9E"
+
+
+_TEX_OPENING = re.compile(r"\$\$|\\[[(]")
+
+
+def as_drawn(text: str) -> str:
+    """``text`` for a plot title or axis label, drawn as written: BokehJS typesets a string that
+    holds ``$$...$$``, ``\\[...\\]`` or ``\\(...\\)`` with MathJax, so a zero-width space goes
+    inside each opening delimiter (it draws as nothing)."""
+    return _TEX_OPENING.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
+
+
+def as_title(text: str) -> str:
+    """``text`` as a HoloViews plot title, drawn as written: :func:`as_drawn`, and its braces
+    doubled (HoloViews fills a title in as a format string: ``{x}`` in a dataset's title was a
+    missing field and the plot failed)."""
+    return as_drawn(text).replace("{", "{{").replace("}", "}}")

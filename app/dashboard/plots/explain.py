@@ -13,7 +13,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, POSITIVE
+from app.dashboard.plots import HIGHLIGHT, MUTED, NEGATIVE, POSITIVE, as_title
 from app.dashboard.plots.explainer_style import coinciding_groups, explainer_style
 from app.dashboard.shaping import RANK_LABEL
 
@@ -50,7 +50,7 @@ def attribution_bars(frame: pd.DataFrame, top: int = 15, title: str = "") -> hv.
         height=max(220, 26 * len(data) + 60),
         xlabel="",
         ylabel="attribution",
-        title=_wrapped(title, TITLE_CHARS, lines=2),
+        title=as_title(_wrapped(title, TITLE_CHARS, lines=2)),
         show_legend=False,
     )
 

@@ -7,7 +7,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from app.dashboard.plots import HIGHLIGHT, MUTED, PALETTE
+from app.dashboard.plots import HIGHLIGHT, MUTED, PALETTE, as_drawn, as_title
 
 
 def user_marker(value: float | None) -> hv.VLines:
@@ -111,11 +111,11 @@ def group_bars(means: pd.DataFrame, metric: str, by: str, label: str = "") -> hv
     data["group"] = data["group"].astype(str)
     label = label or metric
     value = hv.Dimension(metric, label=label)
-    return hv.Bars(data, hv.Dimension("group", label=by), [value, "n_users"]).opts(
+    return hv.Bars(data, hv.Dimension("group", label=as_drawn(by)), [value, "n_users"]).opts(
         color=PALETTE[0],
         tools=["hover"],
         responsive=True,
         height=300,
-        title=f"Mean {label} by {by}",
+        title=as_title(f"Mean {label} by {by}"),
         xrotation=30 if len(data) > 6 else 0,
     )
