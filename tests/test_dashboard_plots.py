@@ -127,6 +127,7 @@ def test_data_in_plot_titles_and_axis_labels_is_drawn_as_written(plot) -> None:
     # (a long bar-chart title is wrapped onto lines and shortened: its start is looked for)
     assert any(TEX[:24] in t.replace("\u200b", "").replace("\n", "") for t in drawn)
     assert as_drawn("a $ b \\ c") == "a $ b \\ c"  # a lone $ or backslash is left alone
+    assert "$$" not in as_drawn("$$$x$$$$")  # nor is any pair left in a run of dollars
 
 
 def test_path_curves_one_curve_per_path_chosen_highlighted() -> None:

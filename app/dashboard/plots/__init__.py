@@ -26,14 +26,15 @@ HIGHLIGHT = "#E6550D"
 MUTED = "#9E9E9E"
 
 
-_TEX_OPENING = re.compile(r"\$\$|\\[[(]")
+_TEX_OPENING = re.compile(r"\$(?=\$)|\\(?=[[(])")
+"""The first character of each TeX opening delimiter (a run of dollars: every one but the last)."""
 
 
 def as_drawn(text: str) -> str:
     """``text`` for a plot title or axis label, drawn as written: BokehJS typesets a string that
     holds ``$$...$$``, ``\\[...\\]`` or ``\\(...\\)`` with MathJax, so a zero-width space goes
     inside each opening delimiter (it draws as nothing)."""
-    return _TEX_OPENING.sub(lambda m: m[0][0] + "\u200b" + m[0][1:], text)
+    return _TEX_OPENING.sub(lambda m: m[0] + "\u200b", text)
 
 
 def as_title(text: str) -> str:
