@@ -172,13 +172,14 @@ class HistoryColumns:
 
     ``owner``, ``col``: long [C] each (``owner`` ascending), user ``owner[c]`` has item
     ``col[c]``; ``x``: the history values there [C]; ``base``: every baseline's value there
-    [C, K].
+    [C, K]; ``lengths``: each user's number of pairs (``owner``'s run lengths).
     """
 
     owner: Tensor
     col: Tensor
     x: Tensor
     base: Tensor
+    lengths: list[int]
 
 
 def path_gradients(
@@ -354,8 +355,7 @@ def _integrate_first(
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
     else:  # W_i . G at each user's own items only: one [K, d] x [d, n_u] product per user
         owner = columns.owner
-        counts = torch.bincount(owner, minlength=u).tolist()
-        w_cols = weight[columns.col].split(counts)  # [n_u, d] each
+        w_cols = weight[columns.col].split(columns.lengths)  # [n_u, d] each
         mean_grad = torch.cat([w_c @ g.T for w_c, g in zip(w_cols, big_g, strict=True)])
         mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * columns.base
         mean_grad += (2 * m_2a)[owner] * columns.x[:, None]
@@ -595,7 +595,7 @@ class SpinRec(Explainer):
             index.append(b_index)
             tgts.append(b_tgts)
             offset = first.shape[0]
-        per_user = terms.split([hist.shape[0] for hist in items])  # [n_u, d + 2] each
+        per_user = terms.split(columns.lengths)  # [n_u, d + 2] each
         masks = deletion_masks(items, maps, self.edit_rule)
         for u, ((unique, inverse), term) in enumerate(zip(masks, per_user, strict=True)):
             parts.append(torch.from_numpy(unique).to(device, term.dtype) @ term)  # [Q_u, d + 2]
@@ -650,7 +650,7 @@ class SpinRec(Explainer):
         lengths = [hist.shape[0] for hist in items]
         owner = torch.from_numpy(np.repeat(np.arange(n_users), lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
-        columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col])
+        columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col], lengths)
         weight = first_layer_of(model)
         base_first = None
         if weight is not None:  # the baselines' first-layer outputs and moments: [U K, .]
