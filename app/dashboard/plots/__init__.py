@@ -26,7 +26,7 @@ HIGHLIGHT = "#E6550D"
 MUTED = "#9E9E9E"
 
 
-_TEX_OPENING = re.compile(r"\$(?=\$)|\\(?=[[(])")
+_TEX_OPENING = re.compile(r"\$(?=\$)|\\(?=[\[(])")
 """The first character of each TeX opening delimiter (a run of dollars: every one but the last)."""
 
 
