@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from data.errors import ReclensError
@@ -172,7 +173,8 @@ class HistoryColumns:
 
     ``owner``, ``col``: long [C] each (``owner`` ascending), user ``owner[c]`` has item
     ``col[c]``; ``x``: the history values there [C]; ``base``: every baseline's value there
-    [C, K]; ``lengths``: each user's number of pairs (``owner``'s run lengths).
+    [C, K]; ``lengths``: each user's number of pairs (``owner``'s run lengths); ``weight``: the
+    model's first-layer rows ``W_col`` [C, d] (None without a declared first layer).
     """
 
     owner: Tensor
@@ -180,6 +182,7 @@ class HistoryColumns:
     x: Tensor
     base: Tensor
     lengths: list[int]
+    weight: Tensor | None = None
 
 
 def path_gradients(
@@ -238,7 +241,8 @@ def _integrate(
     chunk_size: int,
     columns: HistoryColumns | None = None,
     base_first: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    x_gradient: bool = True,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
 
     Returns the mean gradients [U, K, n], ``p_t`` at every alpha whose gradient is used up to
@@ -247,7 +251,8 @@ def _integrate(
     only those of user ``owner[c]`` at item ``col[c]``: [C, K] (through a first layer, formed
     at those pairs only).
     ``base_first``: the baselines' first-layer outputs [U K, d] and moments [U K, 2], when the
-    caller has them (a model with a first layer; computed here otherwise).
+    caller has them (a model with a first layer; computed here otherwise). Without
+    ``x_gradient``, a first-layer model's gradients at ``x`` are not formed (None).
     """
     u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
@@ -258,7 +263,17 @@ def _integrate(
     weight = first_layer_of(model)
     if weight is not None:
         return _integrate_first(
-            model, weight, x, baselines, targets, mid, weights, chunk_size, columns, base_first
+            model,
+            weight,
+            x,
+            baselines,
+            targets,
+            mid,
+            weights,
+            chunk_size,
+            columns,
+            base_first,
+            x_gradient,
         )
     m = mid.shape[0]
     rows = _interpolated_rows(x, baselines, mid)  # [U K m + U, n]
@@ -286,7 +301,8 @@ def _integrate_first(
     chunk_size: int,
     columns: HistoryColumns | None = None,
     base_first: tuple[Tensor, Tensor] | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
+    x_gradient: bool = True,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
 
     On the path ``p = b + alpha (x - b)`` the first layer's output is ``h = A + alpha D`` with
@@ -298,7 +314,8 @@ def _integrate_first(
     sums of ``g_h``, ``g_1``, ``g_2`` and ``M_2'`` that of ``alpha g_2``. A pointwise model's
     rows are [d] wide in and a few scores out, so they go through in chunks of
     :data:`FIRST_CHUNK_VALUES` first-layer values (at least ``chunk_size`` rows); a softmax
-    model's give full logits, so ``chunk_size`` rows.
+    model's give full logits, so ``chunk_size`` rows. With ``columns.weight`` (``W`` at the
+    history pairs), ``x W`` is summed from those rows.
     """
     u, k, n = baselines.shape
     m, j = mid.shape[0], weights.shape[0] - 1
@@ -307,7 +324,10 @@ def _integrate_first(
         flat = baselines.reshape(u * k, n)
         base_first = (flat @ weight, row_moments(flat))
     a = base_first[0].view(u, k, 1, d)  # b W
-    hx = x @ weight  # [U, d]
+    if columns is None or columns.weight is None:
+        hx = x @ weight  # [U, d]
+    else:  # x W from the history pairs' rows
+        hx = x.new_zeros((u, d)).index_add_(0, columns.owner, columns.x[:, None] * columns.weight)
     diff = hx[:, None, None, :] - a  # (x - b) W: [U, K, 1, d]
     s_b, q_b = base_first[1].view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
     s_x, q_x = row_moments(x).unbind(-1)  # [U]
@@ -355,11 +375,14 @@ def _integrate_first(
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
     else:  # W_i . G at each user's own items only: one [K, d] x [d, n_u] product per user
         owner = columns.owner
-        w_cols = weight[columns.col].split(columns.lengths)  # [n_u, d] each
+        at_cols = weight[columns.col] if columns.weight is None else columns.weight
+        w_cols = at_cols.split(columns.lengths)  # [n_u, d] each
         mean_grad = torch.cat([w_c @ g.T for w_c, g in zip(w_cols, big_g, strict=True)])
         mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * columns.base
         mean_grad += (2 * m_2a)[owner] * columns.x[:, None]
-    grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
+    grad_x = None
+    if x_gradient:
+        grad_x = g_h[cut:] @ weight.T + g_m[cut:, :1] + 2 * g_m[cut:, 1:] * x
     path_p, x_p = probs[:cut].view(u, k, m), probs[cut:]
     probability = torch.cat([path_p, x_p[:, None, None].expand(u, k, 1)], dim=2)
     return mean_grad, probability, grad_x
@@ -439,8 +462,33 @@ class SpinRec(Explainer):
         self.unobserved = bool(unobserved)
         self.chunk_size = int(chunk_size)
         self.batch_users = None if batch_users is None else max(1, int(batch_users))
+        self._row_major: tuple[tuple[object, ...], Tensor] | None = None
 
     # -- baselines -------------------------------------------------------------------------
+    def first_sums(self, weight: Tensor, users: np.ndarray) -> Tensor:
+        """The first-layer outputs ``b W`` [R, d] of training users ``users`` (int64 [R]), as
+        sums of their items' rows of ``W`` [n_items, d] (one bag of rows per user).
+
+        ``W`` is read in row-major order: itself when it is, else a copy kept while the
+        parameter is unchanged (same storage, version counter, shape and strides)."""
+        if weight.is_contiguous():
+            rows = weight
+        else:
+            key = (weight.data_ptr(), weight._version, weight.shape, weight.stride(), weight.dtype)
+            cached = self._row_major
+            if cached is None or cached[0] != key:
+                cached = self._row_major = (key, weight.contiguous())
+            rows = cached[1]
+        items, values, offsets = self.row_bags(users)
+        device = weight.device
+        return F.embedding_bag(
+            torch.from_numpy(items).to(device),
+            rows,
+            torch.from_numpy(offsets).to(device),
+            mode="sum",
+            per_sample_weights=torch.from_numpy(values).to(device, weight.dtype),
+        )
+
     @functools.cached_property
     def moments(self) -> np.ndarray:
         """Each training row's (sum, sum of squares): float32 [n_users, 2] (formed on first use,
@@ -449,17 +497,22 @@ class SpinRec(Explainer):
         sums = [np.asarray(self.train.sum(axis=1)).ravel(), np.asarray(squared.sum(axis=1)).ravel()]
         return np.stack(sums, axis=1).astype(np.float32)
 
-    def dense_rows(self, users: np.ndarray) -> np.ndarray:
-        """The training histories of ``users`` (int64 [R]) as float32 [R, n_items]."""
+    def row_bags(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The training histories of ``users`` (int64 [R]) as bags: their stored items int64
+        [S] and values float32 [S], user after user, and each user's first position int64 [R]."""
         indptr, indices, data = self.train.indptr, self.train.indices, self.train.data
         starts = indptr[users].astype(np.int64)
         lengths = indptr[users + 1].astype(np.int64) - starts
+        offsets = np.cumsum(lengths) - lengths
+        pos = np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)
+        return indices[pos].astype(np.int64), data[pos], offsets
+
+    def dense_rows(self, users: np.ndarray) -> np.ndarray:
+        """The training histories of ``users`` (int64 [R]) as float32 [R, n_items]."""
+        items, values, offsets = self.row_bags(users)
         out = np.zeros((users.shape[0], self.train.shape[1]), dtype=np.float32)
-        total = int(lengths.sum())
-        if total:
-            owner = np.repeat(np.arange(users.shape[0]), lengths)
-            pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-            out[owner, indices[pos]] = data[pos]
+        owner = np.repeat(np.arange(users.shape[0]), np.diff(offsets, append=items.shape[0]))
+        out[owner, items] = values
         return out
 
     @functools.cached_property
@@ -585,7 +638,8 @@ class SpinRec(Explainer):
         the baselines' ``h`` and moments [U K, .] are ``base_first``."""
         device, d = weight.device, weight.shape[1]
         values = columns.x[:, None]  # [C, 1]
-        terms = torch.cat([values * weight[columns.col], values, values * values], dim=1)
+        at_cols = weight[columns.col] if columns.weight is None else columns.weight
+        terms = torch.cat([values * at_cols, values, values * values], dim=1)
         parts, index, tgts = [], [], []
         offset = 0
         if self.rule == "right":
@@ -650,13 +704,20 @@ class SpinRec(Explainer):
         lengths = [hist.shape[0] for hist in items]
         owner = torch.from_numpy(np.repeat(np.arange(n_users), lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
-        columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col], lengths)
         weight = first_layer_of(model)
+        columns = HistoryColumns(
+            owner,
+            col,
+            rows[owner, col],
+            baselines[owner, :, col],
+            lengths,
+            None if weight is None else weight[col],
+        )
         base_first = None
         if weight is not None:  # the baselines' first-layer outputs and moments: [U K, .]
             flat_users = np.concatenate(base_users)
             base_first = (
-                baselines.reshape(n_users * self.kappa, -1) @ weight,
+                self.first_sums(weight, flat_users).to(rows.dtype),
                 torch.from_numpy(self.moments[flat_users]).to(device, rows.dtype),
             )
         mean_grad, probability, grad_x = _integrate(
@@ -669,6 +730,7 @@ class SpinRec(Explainer):
             self.chunk_size,
             columns,
             base_first,
+            x_gradient=self.unobserved,
         )
         # x_i * mean_grad_i * (x_i - b_i) on the history items: [C, K] -> per user [K, n_u]
         x_h = columns.x[:, None]  # [C, 1]
@@ -693,7 +755,7 @@ class SpinRec(Explainer):
             probability = torch.cat([base_p, probability], dim=2)
         probs = probability.double().cpu().numpy()
         alphas, _ = path_weights(self.steps, self.rule)
-        grad_np = grad_x.double().cpu().numpy() if self.unobserved else None
+        grad_np = None if grad_x is None or not self.unobserved else grad_x.double().cpu().numpy()
         per_user = (time.perf_counter() - start) / n_users
         if self.select not in ("del", "none"):
             criteria = [

@@ -239,6 +239,23 @@ def test_dense_rows_match_toarray_and_leave_the_input_alone():
     np.testing.assert_array_equal(messy.data, before)
 
 
+def test_first_sums_equal_the_dense_product_and_follow_weight_updates():
+    rng = np.random.default_rng(5)
+    dense = (rng.random((12, N_ITEMS)) < 0.3) * rng.random((12, N_ITEMS))
+    dense[3] = 0.0  # an empty row sums to zero
+    spin = SpinRec(sp.csr_matrix(dense.astype(np.float32)), kappa=2, steps=2)
+    users = np.array([5, 3, 5, 0, 11], dtype=np.int64)
+    layer = nn.Linear(N_ITEMS, 7)  # a first layer read as its weight's transpose, as Mult-VAE's
+    with torch.no_grad():
+        for weight in (layer.weight.T.detach(), layer.weight.T.contiguous()):
+            want = torch.from_numpy(spin.dense_rows(users)) @ weight
+            torch.testing.assert_close(spin.first_sums(weight, users), want)
+        layer.weight.mul_(-2.0)  # an in-place update (a training step) must not read stale rows
+        weight = layer.weight.T.detach()
+        want = torch.from_numpy(spin.dense_rows(users)) @ weight
+        torch.testing.assert_close(spin.first_sums(weight, users), want)
+
+
 def test_gather_probabilities_matches_target_probabilities(train):
     model = make_model("softmax")
     rows = torch.from_numpy(train[:9].toarray())
