@@ -173,8 +173,7 @@ class HistoryColumns:
 
     ``owner``, ``col``: long [C] each (``owner`` ascending), user ``owner[c]`` has item
     ``col[c]``; ``x``: the history values there [C]; ``base``: every baseline's value there
-    [C, K]; ``lengths``: each user's number of pairs (``owner``'s run lengths); ``weight``: the
-    model's first-layer rows ``W_col`` [C, d] (None without a declared first layer).
+    [C, K]; ``lengths``: each user's number of pairs (``owner``'s run lengths).
     """
 
     owner: Tensor
@@ -182,7 +181,19 @@ class HistoryColumns:
     x: Tensor
     base: Tensor
     lengths: list[int]
-    weight: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class FirstInputs:
+    """A declared linear first layer ``W`` [n_items, d] read at what a chunk of ``U`` users
+    needs: ``at_cols``, its rows at the history pairs' items [C, d] (see
+    :class:`HistoryColumns`); ``x_h``, the histories' outputs ``x W`` [U, d]; ``base_h``, the
+    baselines' outputs ``b W`` [U K, d]; and ``base_moments``, their moments [U K, 2]."""
+
+    at_cols: Tensor
+    x_h: Tensor
+    base_h: Tensor
+    base_moments: Tensor
 
 
 def path_gradients(
@@ -240,7 +251,7 @@ def _integrate(
     rule: str,
     chunk_size: int,
     columns: HistoryColumns | None = None,
-    base_first: tuple[Tensor, Tensor] | None = None,
+    first: FirstInputs | None = None,
     x_gradient: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """The batched forward and backward pass of :func:`path_gradients` (model in eval mode).
@@ -250,15 +261,15 @@ def _integrate(
     right rule) and the gradients at ``x`` [U, n]. With ``columns``, the mean gradients are
     only those of user ``owner[c]`` at item ``col[c]``: [C, K] (through a first layer, formed
     at those pairs only).
-    ``base_first``: the baselines' first-layer outputs [U K, d] and moments [U K, 2], when the
-    caller has them (a model with a first layer; computed here otherwise). Without
-    ``x_gradient``, a first-layer model's gradients at ``x`` are not formed (None).
+    ``first``: the first layer read at ``columns`` and the baselines, when the caller has it
+    (a model with a first layer, given with ``columns``; formed densely here otherwise).
+    Without ``x_gradient``, a first-layer model's gradients at ``x`` are not formed (None).
     """
     u, k, n = baselines.shape
     alphas_np, weights_np = path_weights(steps, rule)
     j = alphas_np.shape[0] - 1
-    first = 0 if weights_np[0] > 0 else 1  # first alpha whose gradient is used
-    mid = torch.from_numpy(alphas_np[first:j]).to(x.device, x.dtype)  # [m], alpha < 1
+    lo = 0 if weights_np[0] > 0 else 1  # first alpha whose gradient is used
+    mid = torch.from_numpy(alphas_np[lo:j]).to(x.device, x.dtype)  # [m], alpha < 1
     weights = torch.from_numpy(weights_np).to(x.device, x.dtype)
     weight = first_layer_of(model)
     if weight is not None:
@@ -272,7 +283,7 @@ def _integrate(
             weights,
             chunk_size,
             columns,
-            base_first,
+            first,
             x_gradient,
         )
     m = mid.shape[0]
@@ -282,7 +293,7 @@ def _integrate(
     cut = u * k * m
     path_p, x_p = probs[:cut].reshape(u, k, m), probs[cut:]  # [U, K, m], [U]
     path_g, x_g = grads[:cut].reshape(u, k, m, n), grads[cut:]  # [U, K, m, n], [U, n]
-    mean_grad = torch.einsum("ukmn,m->ukn", path_g, weights[first:j])
+    mean_grad = torch.einsum("ukmn,m->ukn", path_g, weights[lo:j])
     mean_grad = mean_grad + weights[j] * x_g[:, None, :]
     if columns is not None:
         mean_grad = mean_grad[columns.owner, :, columns.col]  # [C, K]
@@ -300,7 +311,7 @@ def _integrate_first(
     weights: Tensor,
     chunk_size: int,
     columns: HistoryColumns | None = None,
-    base_first: tuple[Tensor, Tensor] | None = None,
+    first: FirstInputs | None = None,
     x_gradient: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """:func:`_integrate` through the model's linear first layer ``W`` [n, d].
@@ -314,22 +325,20 @@ def _integrate_first(
     sums of ``g_h``, ``g_1``, ``g_2`` and ``M_2'`` that of ``alpha g_2``. A pointwise model's
     rows are [d] wide in and a few scores out, so they go through in chunks of
     :data:`FIRST_CHUNK_VALUES` first-layer values (at least ``chunk_size`` rows); a softmax
-    model's give full logits, so ``chunk_size`` rows. With ``columns.weight`` (``W`` at the
-    history pairs), ``x W`` is summed from those rows.
+    model's give full logits, so ``chunk_size`` rows. ``first``: ``W`` read at ``columns`` and
+    the baselines by the caller (formed here otherwise).
     """
     u, k, n = baselines.shape
     m, j = mid.shape[0], weights.shape[0] - 1
     d = weight.shape[1]
-    if base_first is None:
+    if first is None:
         flat = baselines.reshape(u * k, n)
-        base_first = (flat @ weight, row_moments(flat))
-    a = base_first[0].view(u, k, 1, d)  # b W
-    if columns is None or columns.weight is None:
-        hx = x @ weight  # [U, d]
-    else:  # x W from the history pairs' rows
-        hx = x.new_zeros((u, d)).index_add_(0, columns.owner, columns.x[:, None] * columns.weight)
+        base_h, base_moments, hx = flat @ weight, row_moments(flat), x @ weight
+    else:
+        base_h, base_moments, hx = first.base_h, first.base_moments, first.x_h
+    a = base_h.view(u, k, 1, d)  # b W
     diff = hx[:, None, None, :] - a  # (x - b) W: [U, K, 1, d]
-    s_b, q_b = base_first[1].view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
+    s_b, q_b = base_moments.view(u, k, 2).unbind(-1)  # sum b, sum b^2: [U, K]
     s_x, q_x = row_moments(x).unbind(-1)  # [U]
     if columns is None:
         bx = torch.einsum("ukn,un->uk", baselines, x)  # b . x: [U, K]
@@ -375,7 +384,7 @@ def _integrate_first(
         mean_grad += (2 * m_2a)[..., None] * x[:, None, :]
     else:  # W_i . G at each user's own items only: one [K, d] x [d, n_u] product per user
         owner = columns.owner
-        at_cols = weight[columns.col] if columns.weight is None else columns.weight
+        at_cols = weight[columns.col] if first is None else first.at_cols
         w_cols = at_cols.split(columns.lengths)  # [n_u, d] each
         mean_grad = torch.cat([w_c @ g.T for w_c, g in zip(w_cols, big_g, strict=True)])
         mean_grad += m_1[owner] + (2 * (m_2 - m_2a))[owner] * columns.base
@@ -596,8 +605,8 @@ class SpinRec(Explainer):
         """Each chunk's distinct baseline users' first position among all ``U * kappa``
         baselines, each baseline's index among them and its target: int64 [D], [U K], [U K]."""
         flat_users = np.concatenate(base_users)
-        _, first, inverse = np.unique(flat_users, return_index=True, return_inverse=True)
-        return first, inverse.reshape(-1), np.repeat(targets, self.kappa)
+        _, distinct, inverse = np.unique(flat_users, return_index=True, return_inverse=True)
+        return distinct, inverse.reshape(-1), np.repeat(targets, self.kappa)
 
     def _score_dense(
         self,
@@ -613,10 +622,10 @@ class SpinRec(Explainer):
         point, through dense edited histories."""
         edited, index, tgts, _ = deletion_requests(rows, targets, items, maps, self.edit_rule)
         if self.rule == "right":
-            first, b_index, b_tgts = self._base_requests(base_users, targets)
+            distinct, b_index, b_tgts = self._base_requests(base_users, targets)
             base_flat = baselines.reshape(-1, baselines.shape[2])
-            edited = torch.cat([base_flat[torch.from_numpy(first).to(rows.device)], edited])
-            index = np.concatenate([b_index, index + first.shape[0]])
+            edited = torch.cat([base_flat[torch.from_numpy(distinct).to(rows.device)], edited])
+            index = np.concatenate([b_index, index + distinct.shape[0]])
             tgts = np.concatenate([b_tgts, tgts])
         return _gather_probabilities(model, edited, index, tgts, self.chunk_size)
 
@@ -624,31 +633,29 @@ class SpinRec(Explainer):
     def _score_first(
         self,
         model: nn.Module,
-        weight: Tensor,
         columns: HistoryColumns,
+        first: FirstInputs,
         base_users: list[np.ndarray],
         targets: np.ndarray,
         items: list[np.ndarray],
         maps: list[np.ndarray],
-        base_first: tuple[Tensor, Tensor],
     ) -> Tensor:
         """:meth:`_score_dense` through the model's first layer ``W``: an edited history keeps
         some history items, so its ``h`` and moments are its keep mask times those items'
         ``x_i W_i``, ``x_i`` and ``x_i^2`` (one [Q_u, n_u] x [n_u, d + 2] product per user);
-        the baselines' ``h`` and moments [U K, .] are ``base_first``."""
-        device, d = weight.device, weight.shape[1]
+        the baselines' ``h`` and moments [U K, .] are ``first``'s."""
+        device, d = columns.x.device, first.at_cols.shape[1]
         values = columns.x[:, None]  # [C, 1]
-        at_cols = weight[columns.col] if columns.weight is None else columns.weight
-        terms = torch.cat([values * at_cols, values, values * values], dim=1)
+        terms = torch.cat([values * first.at_cols, values, values * values], dim=1)
         parts, index, tgts = [], [], []
         offset = 0
         if self.rule == "right":
-            first, b_index, b_tgts = self._base_requests(base_users, targets)
-            pick = torch.from_numpy(first).to(device)
-            parts.append(torch.cat([base_first[0][pick], base_first[1][pick]], dim=1))
+            distinct, b_index, b_tgts = self._base_requests(base_users, targets)
+            pick = torch.from_numpy(distinct).to(device)
+            parts.append(torch.cat([first.base_h[pick], first.base_moments[pick]], dim=1))
             index.append(b_index)
             tgts.append(b_tgts)
-            offset = first.shape[0]
+            offset = distinct.shape[0]
         per_user = terms.split(columns.lengths)  # [n_u, d + 2] each
         masks = deletion_masks(items, maps, self.edit_rule)
         for u, ((unique, inverse), term) in enumerate(zip(masks, per_user, strict=True)):
@@ -704,19 +711,16 @@ class SpinRec(Explainer):
         lengths = [hist.shape[0] for hist in items]
         owner = torch.from_numpy(np.repeat(np.arange(n_users), lengths)).to(device)
         col = torch.from_numpy(np.concatenate(items)).to(device)
+        columns = HistoryColumns(owner, col, rows[owner, col], baselines[owner, :, col], lengths)
         weight = first_layer_of(model)
-        columns = HistoryColumns(
-            owner,
-            col,
-            rows[owner, col],
-            baselines[owner, :, col],
-            lengths,
-            None if weight is None else weight[col],
-        )
-        base_first = None
-        if weight is not None:  # the baselines' first-layer outputs and moments: [U K, .]
+        first = None
+        if weight is not None:
+            at_cols = weight[col]  # [C, d]; x W is summed from them
+            x_h = rows.new_zeros((n_users, weight.shape[1]))
             flat_users = np.concatenate(base_users)
-            base_first = (
+            first = FirstInputs(
+                at_cols,
+                x_h.index_add_(0, owner, columns.x[:, None] * at_cols),
                 self.first_sums(weight, flat_users).to(rows.dtype),
                 torch.from_numpy(self.moments[flat_users]).to(device, rows.dtype),
             )
@@ -729,7 +733,7 @@ class SpinRec(Explainer):
             self.rule,
             self.chunk_size,
             columns,
-            base_first,
+            first,
             x_gradient=self.unobserved,
         )
         # x_i * mean_grad_i * (x_i - b_i) on the history items: [C, K] -> per user [K, n_u]
@@ -741,12 +745,10 @@ class SpinRec(Explainer):
         # one no-grad pass: the edited histories of the deletion curves and, under the right
         # rule, the baselines (each distinct training user once, whatever its targets)
         need_base = probability.shape[2] < self.steps + 1
-        if weight is None or base_first is None:
+        if first is None:
             scored = self._score_dense(model, rows, baselines, base_users, targets, items, maps)
         else:
-            scored = self._score_first(
-                model, weight, columns, base_users, targets, items, maps, base_first
-            )
+            scored = self._score_first(model, columns, first, base_users, targets, items, maps)
         sizes = [m.shape[0] for m in maps]
         n_base = n_users * self.kappa if need_base else 0
         criteria = deletion_criteria(scored[n_base:], p_full, sizes)
