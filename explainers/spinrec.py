@@ -716,11 +716,11 @@ class SpinRec(Explainer):
         first = None
         if weight is not None:
             at_cols = weight[col]  # [C, d]; x W is summed from them
-            x_h = rows.new_zeros((n_users, weight.shape[1]))
+            history_h = rows.new_zeros((n_users, weight.shape[1]))
             flat_users = np.concatenate(base_users)
             first = FirstInputs(
                 at_cols,
-                x_h.index_add_(0, owner, columns.x[:, None] * at_cols),
+                history_h.index_add_(0, owner, columns.x[:, None] * at_cols),
                 self.first_sums(weight, flat_users).to(rows.dtype),
                 torch.from_numpy(self.moments[flat_users]).to(device, rows.dtype),
             )
