@@ -40,7 +40,6 @@ of what adding item ``j`` would do to the target's probability. It is not part o
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from data.errors import ReclensError
@@ -77,6 +75,7 @@ from explainers.fidelity import (
     fidelity_curves,
     removed_counts,
 )
+from explainers.training_rows import TrainingRows
 
 RULES: tuple[str, ...] = ("right", "trapezoid")
 SELECTS: tuple[str, ...] = ("del", "none", *METRICS)
@@ -451,89 +450,20 @@ class SpinRec(Explainer):
             raise ReclensError(
                 f"unknown SPINRec selection {self.select!r}: use {', '.join(SELECTS)}"
             )
-        if train is None or not sp.issparse(train):
-            raise ReclensError("SPINRec needs the training matrix (CSR) to draw baselines from")
         if int(kappa) < 1:
             raise ReclensError(f"SPINRec needs kappa >= 1 baselines, got {kappa}")
         path_weights(steps, rule)  # validates steps and rule
         removed_counts(1, edit_rule)  # validates the edit rule
         self.edit_rule = edit_rule
-        self.train = sp.csr_matrix(train, dtype=np.float32)
-        if not self.train.has_canonical_format:  # rows are gathered by index (see dense_rows)
-            self.train = self.train.copy()
-            self.train.sum_duplicates()
-        self.pool = np.flatnonzero(np.diff(self.train.indptr) > 0).astype(np.int64)
-        if self.pool.shape[0] == 0:
-            raise ReclensError("SPINRec: the training matrix has no user with an interaction")
+        self.rows = TrainingRows(train)
         self.kappa = int(kappa)
         self.steps = int(steps)
         self.rule = rule
         self.unobserved = bool(unobserved)
         self.chunk_size = int(chunk_size)
         self.batch_users = None if batch_users is None else max(1, int(batch_users))
-        self._row_major: tuple[tuple[object, ...], Tensor] | None = None
 
     # -- baselines -------------------------------------------------------------------------
-    def first_sums(self, weight: Tensor, users: np.ndarray) -> Tensor:
-        """The first-layer outputs ``b W`` [R, d] of training users ``users`` (int64 [R]), as
-        sums of their items' rows of ``W`` [n_items, d] (one bag of rows per user).
-
-        ``W`` is read in row-major order: itself when it is, else a copy kept while the
-        parameter is unchanged (same storage, version counter, shape and strides)."""
-        if weight.is_contiguous():
-            rows = weight
-        else:
-            key = (weight.data_ptr(), weight._version, weight.shape, weight.stride(), weight.dtype)
-            cached = self._row_major
-            if cached is None or cached[0] != key:
-                cached = self._row_major = (key, weight.contiguous())
-            rows = cached[1]
-        items, values, offsets = self.row_bags(users)
-        device = weight.device
-        return F.embedding_bag(
-            torch.from_numpy(items).to(device),
-            rows,
-            torch.from_numpy(offsets).to(device),
-            mode="sum",
-            per_sample_weights=torch.from_numpy(values).to(device, weight.dtype),
-        )
-
-    @functools.cached_property
-    def moments(self) -> np.ndarray:
-        """Each training row's (sum, sum of squares): float32 [n_users, 2] (formed on first use,
-        by the first-layer path only)."""
-        squared = self.train.multiply(self.train)
-        sums = [np.asarray(self.train.sum(axis=1)).ravel(), np.asarray(squared.sum(axis=1)).ravel()]
-        return np.stack(sums, axis=1).astype(np.float32)
-
-    def row_bags(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The training histories of ``users`` (int64 [R]) as bags: their stored items int64
-        [S] and values float32 [S], user after user, and each user's first position int64 [R]."""
-        indptr, indices, data = self.train.indptr, self.train.indices, self.train.data
-        starts = indptr[users].astype(np.int64)
-        lengths = indptr[users + 1].astype(np.int64) - starts
-        offsets = np.cumsum(lengths) - lengths
-        pos = np.arange(int(lengths.sum())) + np.repeat(starts - offsets, lengths)
-        return indices[pos].astype(np.int64), data[pos], offsets
-
-    def dense_rows(self, users: np.ndarray) -> np.ndarray:
-        """The training histories of ``users`` (int64 [R]) as float32 [R, n_items]."""
-        items, values, offsets = self.row_bags(users)
-        out = np.zeros((users.shape[0], self.train.shape[1]), dtype=np.float32)
-        owner = np.repeat(np.arange(users.shape[0]), np.diff(offsets, append=items.shape[0]))
-        out[owner, items] = values
-        return out
-
-    @functools.cached_property
-    def support(self) -> sp.csr_matrix:
-        """Each training row's positive items, as a canonical CSR matrix (the training matrix
-        itself when every stored value is positive)."""
-        if (self.train.data > 0).all():
-            return self.train
-        support = sp.csr_matrix(self.train > 0)
-        support.sort_indices()
-        return support
-
     def draw_baselines(
         self, hist: list[np.ndarray], rngs: Sequence[np.random.Generator], max_rounds: int = 100
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -546,11 +476,12 @@ class SpinRec(Explainer):
         generator (so each user's draws do not depend on the others in the batch). The check
         reads the sparse rows: only draws with as many items as the history are compared.
         """
-        u, n = len(hist), self.train.shape[1]
-        pool = self.pool.shape[0]
-        users = np.stack([self.pool[rng.integers(0, pool, size=self.kappa)] for rng in rngs])
+        u, n = len(hist), self.rows.n_items
+        pool = self.rows.pool
+        users = np.stack([pool[rng.integers(0, pool.shape[0], size=self.kappa)] for rng in rngs])
         lengths = np.array([h.shape[0] for h in hist], dtype=np.int64)
-        indptr, indices = self.support.indptr, self.support.indices
+        support = self.rows.support
+        indptr, indices = support.indptr, support.indices
         for _ in range(max_rounds):
             same = np.zeros((u, self.kappa), dtype=bool)
             counts = indptr[users + 1] - indptr[users]  # the draws' numbers of items: [U, K]
@@ -558,9 +489,10 @@ class SpinRec(Explainer):
                 start = indptr[users[i, k]]
                 same[i, k] = np.array_equal(indices[start : start + lengths[i]], hist[i])
             if not same.any():
-                return users, self.dense_rows(users.reshape(-1)).reshape(u, self.kappa, n)
+                return users, self.rows.dense(users.reshape(-1)).reshape(u, self.kappa, n)
             for i in np.flatnonzero(same.any(axis=1)):
-                users[i, same[i]] = self.pool[rngs[i].integers(0, pool, size=int(same[i].sum()))]
+                redraw = rngs[i].integers(0, pool.shape[0], size=int(same[i].sum()))
+                users[i, same[i]] = pool[redraw]
         raise ReclensError("SPINRec: every training history drawn equals the user's history")
 
     # -- explanation -----------------------------------------------------------------------
@@ -575,10 +507,10 @@ class SpinRec(Explainer):
     ) -> list[Explanation]:
         """SPINRec explanations for histories ``x`` [U, n_items] (``batch_users`` at a time)."""
         rows = as_rows(x, model)
-        if rows.shape[1] != self.train.shape[1]:
+        if rows.shape[1] != self.rows.n_items:
             raise ReclensError(
                 f"SPINRec: histories have {rows.shape[1]} items, the training matrix "
-                f"{self.train.shape[1]}"
+                f"{self.rows.n_items}"
             )
         ids = user_ids(users, rows.shape[0])
         out: list[Explanation] = []
@@ -721,8 +653,8 @@ class SpinRec(Explainer):
             first = FirstInputs(
                 at_cols,
                 history_h.index_add_(0, owner, columns.x[:, None] * at_cols),
-                self.first_sums(weight, flat_users).to(rows.dtype),
-                torch.from_numpy(self.moments[flat_users]).to(device, rows.dtype),
+                self.rows.first_sums(weight, flat_users).to(rows.dtype),
+                torch.from_numpy(self.rows.moments[flat_users]).to(device, rows.dtype),
             )
         mean_grad, probability, grad_x = _integrate(
             model,
