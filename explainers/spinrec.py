@@ -653,7 +653,7 @@ class SpinRec(Explainer):
             first = FirstInputs(
                 at_cols,
                 history_h.index_add_(0, owner, columns.x[:, None] * at_cols),
-                self.rows.first_sums(weight, flat_users).to(rows.dtype),
+                self.rows.first_sums(weight, flat_users, baselines.flatten(0, 1)).to(rows.dtype),
                 torch.from_numpy(self.rows.moments[flat_users]).to(device, rows.dtype),
             )
         mean_grad, probability, grad_x = _integrate(

@@ -78,14 +78,15 @@ class TrainingRows:
         out[owner, items] = values
         return out
 
-    def first_sums(self, weight: Tensor, users: np.ndarray) -> Tensor:
+    def first_sums(self, weight: Tensor, users: np.ndarray, dense: Tensor) -> Tensor:
         """The first-layer outputs ``b W`` [R, d] of the rows of ``users`` (int64 [R]) for a
         first layer ``W`` [n_items, d]: each row's items' rows of ``W`` summed (one bag per
-        user) when ``W`` is stored row by row, else the dense rows times ``W`` (a transposed
-        layer, as Mult-VAE's: copying it to row order would cost as much as the product)."""
+        user) when ``W`` is stored row by row, else ``dense`` (those rows as the caller already
+        has them densified, [R, n_items]) times ``W`` (a transposed layer, as Mult-VAE's:
+        copying it to row order would cost as much as the product)."""
         device = weight.device
         if not weight.is_contiguous():
-            return torch.from_numpy(self.dense(users)).to(device, weight.dtype) @ weight
+            return dense.to(weight.dtype) @ weight
         items, values, offsets = self.bags(users)
         return F.embedding_bag(
             torch.from_numpy(items).to(device),

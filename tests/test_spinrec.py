@@ -247,9 +247,10 @@ def test_first_sums_equal_the_dense_product_in_either_layout():
     rows = TrainingRows(sp.csr_matrix(dense.astype(np.float32)))
     users = np.array([5, 3, 5, 0, 11], dtype=np.int64)
     layer = nn.Linear(N_ITEMS, 7)  # a first layer read as its weight's transpose, as Mult-VAE's
-    want = torch.from_numpy(rows.dense(users)) @ layer.weight.T.detach()
+    densified = torch.from_numpy(rows.dense(users))
+    want = densified @ layer.weight.T.detach()
     for weight in (layer.weight.T.detach(), layer.weight.T.detach().contiguous()):
-        torch.testing.assert_close(rows.first_sums(weight, users), want)
+        torch.testing.assert_close(rows.first_sums(weight, users, densified), want)
 
 
 def test_gather_probabilities_matches_target_probabilities(train):
